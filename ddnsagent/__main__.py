@@ -1,0 +1,3 @@
+from ddnsagent.cli import main
+
+raise SystemExit(main())

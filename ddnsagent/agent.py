@@ -1,0 +1,310 @@
+"""One sync: detect → compare with the state → send where needed → record each outcome at once.
+
+This is the only module that decides *whether* to talk to a provider. It is polite by
+construction: nothing is sent when the address is what the provider already has (unless the
+keepalive is due or the user forces it), a stopped target gets no request at all, and a target
+in back-off waits out its time even across restarts, because all of it lives in the state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ddnsagent import http
+from ddnsagent.address import IPAddress
+from ddnsagent.config import Config
+from ddnsagent.detect import Detection, detect
+from ddnsagent.errors import SecretUnavailable
+from ddnsagent.providers import client_for
+from ddnsagent.providers.base import FatalAnswer, TransientError
+from ddnsagent.state import State, StateLock
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FIRST = 300.0
+BACKOFF_MAX = 6 * 3600.0
+
+# What each action means for the exit code (0 ok, 1 will retry, 2 configuration, 3 needs the user).
+EXIT_FOR = {
+    "sent": 0,
+    "unchanged": 0,
+    "dry-run": 0,
+    "no-address": 1,
+    "failed": 1,
+    "waiting": 1,
+    "config": 2,
+    "stopped": 3,
+}
+
+
+@dataclass
+class TargetReport:
+    name: str
+    type: str
+    family: int
+    address: str | None
+    action: str  # a key of EXIT_FOR
+    message: str
+    fix: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+@dataclass
+class SyncReport:
+    reason: str
+    detections: dict[int, Detection] = field(default_factory=dict)
+    targets: list[TargetReport] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        codes = [EXIT_FOR[t.action] for t in self.targets]
+        for d in self.detections.values():
+            if d.address is None:
+                codes.append(1)
+        return max(codes, default=0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "exit_code": self.exit_code,
+            "detected": {
+                f"ipv{f}": {
+                    "address": str(d.address) if d.address else None,
+                    "source": d.source,
+                    "notes": d.notes,
+                    "conflict": d.conflict,
+                }
+                for f, d in sorted(self.detections.items())
+            },
+            "targets": [t.as_dict() for t in self.targets],
+        }
+
+
+@dataclass
+class SyncOptions:
+    reason: str = "schedule"
+    force: bool = False
+    dry_run: bool = False
+    addresses: dict[int, IPAddress] | None = None  # given by a hook instead of detecting
+
+
+def backoff(failures: int) -> float:
+    base = min(BACKOFF_FIRST * 2 ** max(failures - 1, 0), BACKOFF_MAX)
+    return base * random.uniform(0.9, 1.1)
+
+
+class Agent:
+    """Holds the configuration and runs syncs; the daemon swaps `config` on reload."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._running = asyncio.Lock()
+
+    async def sync(self, options: SyncOptions) -> SyncReport:
+        """One sync at a time in this process, and one across processes via the state lock."""
+        async with self._running:
+            cfg = self.config
+            lock = StateLock(cfg.agent.state_dir, cfg.agent.lock_timeout)
+            await asyncio.to_thread(lock.acquire)
+            try:
+                state = State(cfg.agent.state_dir).load()
+                return await self._sync_locked(cfg, state, options)
+            finally:
+                lock.release()
+
+    async def _sync_locked(self, cfg: Config, state: State, options: SyncOptions) -> SyncReport:
+        report = SyncReport(options.reason)
+        now = time.time()
+        if options.addresses is not None:
+            for family, address in options.addresses.items():
+                report.detections[family] = Detection(family, address, "given on the command line")
+        else:
+            families = cfg.families
+            found = await asyncio.gather(*(detect(cfg.detect, f) for f in families))
+            report.detections = dict(zip(families, found, strict=True))
+        for family, d in report.detections.items():
+            if d.address is not None and not options.dry_run:
+                _remember_detection(state, family, d, now)
+
+        jobs = [self._provider(cfg, state, s, report, options) for s in cfg.providers]
+        await asyncio.gather(*jobs)
+        if not options.dry_run:
+            state.save()
+        return report
+
+    async def _provider(
+        self, cfg: Config, state: State, settings: Any, report: SyncReport, options: SyncOptions
+    ) -> None:
+        target = state.target(settings.name)
+        _check_fingerprint(state, target, settings)
+        provider = client_for(settings)
+        for family in settings.families():
+            detection = report.detections.get(family)
+            if detection is None:
+                continue  # the family is not detected at all: nothing to say
+            entry = TargetReport(settings.name, settings.type, family, None, "no-address", "")
+            report.targets.append(entry)
+            if detection.address is None:
+                entry.message = f"no IPv{family} address detected; nothing sent"
+                continue
+            address = detection.address
+            entry.address = str(address)
+            await self._one(cfg, state, target, provider, family, address, entry, options)
+
+    async def _one(
+        self,
+        cfg: Config,
+        state: State,
+        target: dict[str, Any],
+        provider: Any,
+        family: int,
+        address: IPAddress,
+        entry: TargetReport,
+        options: SyncOptions,
+    ) -> None:
+        now = time.time()
+        name = provider.settings.name
+        stopped = target.get("stopped")
+        if stopped:
+            entry.action, entry.message = "stopped", f"stopped since {_ts(stopped['since'])}: "
+            entry.message += stopped["reason"]
+            entry.fix = f"{stopped['fix']}, then run `ddnsagent reset {name}`"
+            return
+        retry_after = float(target.get("retry_after", 0))
+        if retry_after > now:
+            entry.action = "waiting"
+            entry.message = (
+                f"waiting until {_ts(retry_after)} after: {target.get('last_error', '?')}"
+            )
+            return
+        sent = target.setdefault("sent", {}).get(str(family))
+        due, why = _due(sent, str(address), provider.settings.keepalive, now, options.force)
+        if not due:
+            entry.action, entry.message = "unchanged", f"already has {address}"
+            return
+        if options.dry_run:
+            entry.action = "dry-run"
+            entry.message = f"would send ({why}): {provider.describe(family, address)}"
+            return
+        try:
+            message = await self._send_with_retries(cfg, provider, family, address)
+        except SecretUnavailable as exc:
+            entry.action, entry.message = "config", str(exc)
+            entry.fix = "fix the secret's source, then run again"
+            return
+        except FatalAnswer as exc:
+            target["stopped"] = {"reason": str(exc), "fix": exc.fix, "since": now}
+            entry.action, entry.message = "stopped", str(exc)
+            entry.fix = f"{exc.fix}, then run `ddnsagent reset {name}`"
+            log.error("%s: STOPPED: %s — %s", name, exc, entry.fix)
+            state.save()
+            return
+        except TransientError as exc:
+            failures = int(target.get("failures", 0)) + 1
+            wait = max(backoff(failures), exc.min_wait)
+            target.update(failures=failures, retry_after=now + wait, last_error=str(exc))
+            entry.action = "failed"
+            entry.message = f"{exc}; next try after {_ts(now + wait)}"
+            log.warning("%s: IPv%d update failed: %s", name, family, entry.message)
+            state.save()
+            return
+        target["sent"][str(family)] = {"address": str(address), "time": time.time()}
+        for key in ("failures", "retry_after", "last_error"):
+            target.pop(key, None)
+        entry.action, entry.message = "sent", f"{why}: {message}"
+        log.info("%s: IPv%d %s sent (%s)", name, family, address, entry.message)
+        state.save()
+
+    async def _send_with_retries(
+        self, cfg: Config, provider: Any, family: int, address: IPAddress
+    ) -> str:
+        """A few quick retries for passing trouble; never for an answer that asks us to wait."""
+        from tenacity import (
+            AsyncRetrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_exponential_jitter,
+        )
+
+        def retryable(exc: BaseException) -> bool:
+            return isinstance(exc, TransientError) and exc.min_wait == 0
+
+        async with http.client(family, cfg.detect.timeout) as client:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(cfg.agent.retries),
+                wait=wait_exponential_jitter(initial=cfg.agent.retry_delay, max=30),
+                retry=retry_if_exception(retryable),
+                reraise=True,
+            ):
+                with attempt:
+                    result: str = await provider.update(family, address, client)
+                    return result
+        raise AssertionError("unreachable")
+
+
+def _due(
+    sent: dict[str, Any] | None, address: str, keepalive: float, now: float, force: bool
+) -> tuple[bool, str]:
+    if force:
+        return True, "forced"
+    if not sent:
+        return True, "first update"
+    if sent.get("address") != address:
+        return True, f"address changed from {sent.get('address')}"
+    if keepalive and now - float(sent.get("time", 0)) >= keepalive:
+        return True, "keepalive"
+    return False, ""
+
+
+def _check_fingerprint(state: State, target: dict[str, Any], settings: Any) -> None:
+    """A changed configuration (or secret) lifts a stop and a back-off: the user acted."""
+    salt = bytes.fromhex(state.data["salt"])
+    config_fp = hashlib.blake2b(
+        settings.fingerprint_data().encode(), key=salt, digest_size=16
+    ).hexdigest()
+    secret_fp = None
+    try:
+        h = hashlib.blake2b(key=salt, digest_size=16)
+        for secret in settings.secrets():
+            h.update(secret.reveal().encode() + b"\0")
+        secret_fp = h.hexdigest()
+    except SecretUnavailable:
+        pass
+    old_config, old_secret = target.get("config_fp"), target.get("secret_fp")
+    changed = old_config is not None and old_config != config_fp
+    changed |= old_secret is not None and secret_fp is not None and old_secret != secret_fp
+    if changed and ("stopped" in target or "retry_after" in target):
+        log.info("%s: configuration changed; lifting its stop/back-off", settings.name)
+        for key in ("stopped", "failures", "retry_after", "last_error"):
+            target.pop(key, None)
+    if changed:
+        target.pop("sent", None)  # a new host list or server has not been told anything yet
+    target["config_fp"] = config_fp
+    if secret_fp is not None:
+        target["secret_fp"] = secret_fp
+
+
+def _remember_detection(state: State, family: int, d: Detection, now: float) -> None:
+    detected: dict[str, Any] = state.data["detected"]
+    old = detected.get(str(family), {})
+    if old.get("address") != str(d.address):
+        old = {"address": str(d.address), "since": now}
+    old.update(source=d.source, checked=now)
+    detected[str(family)] = old
+
+
+def _ts(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def reset(state: State, name: str) -> bool:
+    """Forget a target's stop, back-off and what was sent, so the next sync starts clean."""
+    return state.data["targets"].pop(name, None) is not None

@@ -1,0 +1,242 @@
+"""The command line: a thin shell over the agent. Parses arguments, loads the configuration,
+runs one thing, maps the outcome to an exit code. User mistakes end in one clear message, never
+a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ddnsagent import __version__
+
+EXIT_OK, EXIT_RETRY, EXIT_CONFIG, EXIT_STOPPED = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ddnsagent",
+        description="Keep dynamic-DNS names in step with this machine's WAN address.",
+    )
+    p.add_argument("--version", action="version", version=f"ddnsagent {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cmd(name: str, help_text: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help_text, description=help_text)
+        c.add_argument("--config", type=Path, help="configuration file (see README)")
+        return c
+
+    c = cmd("notify-now", "detect the address and send updates where needed, once")
+    c.add_argument("--force", action="store_true", help="send even if nothing changed")
+    c.add_argument("--dry-run", action="store_true", help="show what would be sent; send nothing")
+    c.add_argument(
+        "--address",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="use this address instead of detecting (repeat for IPv4 and IPv6)",
+    )
+    c.add_argument("--json", action="store_true", help="print the result as JSON")
+    cmd("run", "run as a daemon in the foreground (for systemd)")
+    c = cmd("status", "show what was detected and sent, and what is stopped")
+    c.add_argument("--json", action="store_true")
+    c = cmd("check-config", "validate the configuration and exit")
+    c.add_argument("path", nargs="?", type=Path, help="file to check (default: --config's)")
+    c = sub.add_parser("init", help="write a commented starter configuration (mode 0600)")
+    c.add_argument("path", nargs="?", type=Path)
+    c.add_argument("--force", action="store_true", help="overwrite an existing file")
+    c = cmd("reset", "lift a stop or back-off of a target and forget what was sent to it")
+    c.add_argument("name", help="the provider's name")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ddnsagent.errors import ConfigError, DdnsagentError
+
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_CONFIG
+    except DdnsagentError as exc:
+        _err(str(exc))
+        return EXIT_RETRY
+    except KeyboardInterrupt:
+        return 130
+
+
+def _err(text: str) -> None:
+    from ddnsagent.secrets import redact
+
+    print(f"ddnsagent: error: {redact(text)}", file=sys.stderr)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "init":
+        return _init(args)
+    from ddnsagent import config, logsetup
+
+    path: Path = getattr(args, "path", None) or args.config or config.default_config_path()
+    cfg = config.load(path)
+    level = cfg.agent.log_level
+    if args.command != "run" and level != "debug":
+        level = "warning"  # one-shot commands print their own report; logs add only trouble
+    logsetup.setup(level)
+    if args.command == "check-config":
+        return _check_config(cfg)
+    if args.command == "notify-now":
+        return _notify_now(args, cfg)
+    if args.command == "run":
+        from ddnsagent import daemon
+
+        return daemon.run(path, cfg)
+    if args.command == "status":
+        return _status(args, cfg)
+    if args.command == "reset":
+        return _reset(args, cfg)
+    raise AssertionError(args.command)
+
+
+def _notify_now(args: argparse.Namespace, cfg: Any) -> int:
+    from ddnsagent import report
+    from ddnsagent.address import refusal
+    from ddnsagent.agent import Agent, SyncOptions
+
+    addresses = None
+    if args.address:
+        addresses = {}
+        for text in args.address:
+            try:
+                address = ipaddress.ip_address(text)
+            except ValueError:
+                _err(f"--address {text!r} is not an IP address")
+                return EXIT_CONFIG
+            why = refusal(address, cfg.detect.accept)
+            if why:
+                _err(f"--address {address} is {why}; refused (see [detect] accept in {cfg.file})")
+                return EXIT_CONFIG
+            if address.version in addresses:
+                _err(f"--address given twice for IPv{address.version}")
+                return EXIT_CONFIG
+            addresses[address.version] = address
+    options = SyncOptions(
+        reason="command", force=args.force, dry_run=args.dry_run, addresses=addresses
+    )
+    result = asyncio.run(Agent(cfg).sync(options))
+    report.print_sync(result, sys.stdout, args.json)
+    return result.exit_code
+
+
+def _check_config(cfg: Any) -> int:
+    from ddnsagent.errors import SecretUnavailable
+
+    print(f"{cfg.file}: configuration is valid")
+    for fam in (4, 6):
+        sources = cfg.detect.sources(fam)
+        shown = ", ".join(s.text for s in sources) or "off"
+        print(f"  IPv{fam} detection: {shown}")
+    for s in cfg.providers:
+        fams = "+".join(f"IPv{f}" for f in s.families()) or "no family"
+        print(f"  provider {s.name}: {s.type}, {fams}")
+        for secret in s.secrets():
+            try:
+                secret.reveal()
+            except SecretUnavailable as exc:
+                print(f"  warning: {exc} — a placeholder? set it before a real run")
+    print(f"  state: {cfg.agent.state_dir}")
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace, cfg: Any) -> int:
+    from ddnsagent.state import State
+
+    state = State(cfg.agent.state_dir).load()
+    data = state.data
+    code = EXIT_OK
+    rows = []
+    for s in cfg.providers:
+        t = data["targets"].get(s.name, {})
+        row = {
+            "name": s.name,
+            "type": s.type,
+            "sent": {f"ipv{k}": v for k, v in t.get("sent", {}).items()},
+            "stopped": t.get("stopped"),
+            "retry_after": t.get("retry_after"),
+            "failures": t.get("failures", 0),
+            "last_error": t.get("last_error"),
+        }
+        if row["stopped"]:
+            code = EXIT_STOPPED
+        elif row["failures"] and code == EXIT_OK:
+            code = EXIT_RETRY
+        rows.append(row)
+    detected = {f"ipv{k}": v for k, v in data["detected"].items()}
+    if args.json:
+        json.dump({"detected": detected, "targets": rows}, sys.stdout, indent=2)
+        print()
+        return code
+    if not detected:
+        print("no address detected yet")
+    for fam, d in sorted(detected.items()):
+        print(f"{fam}: {d['address']} since {_ts(d['since'])} (from {d.get('source')})")
+    for r in rows:
+        sent = ", ".join(f"{f} {v['address']} at {_ts(v['time'])}" for f, v in r["sent"].items())
+        line = f"{r['name']} [{r['type']}]: " + (f"sent {sent}" if sent else "nothing sent yet")
+        print(line)
+        if r["stopped"]:
+            print(f"  STOPPED since {_ts(r['stopped']['since'])}: {r['stopped']['reason']}")
+            print(f"  fix: {r['stopped']['fix']}, then run `ddnsagent reset {r['name']}`")
+        elif r["retry_after"]:
+            print(
+                f"  failing ({r['failures']}x): {r['last_error']}; next try {_ts(r['retry_after'])}"
+            )
+    return code
+
+
+def _reset(args: argparse.Namespace, cfg: Any) -> int:
+    from ddnsagent.agent import reset
+    from ddnsagent.state import State, StateLock
+
+    names = [s.name for s in cfg.providers]
+    lock = StateLock(cfg.agent.state_dir, cfg.agent.lock_timeout)
+    lock.acquire()
+    try:
+        state = State(cfg.agent.state_dir).load()
+        if not reset(state, args.name) and args.name not in names:
+            _err(f"no target named {args.name!r}; known: {', '.join(names) or 'none'}")
+            return EXIT_CONFIG
+        state.save()
+    finally:
+        lock.release()
+    print(f"{args.name}: reset; the next sync sends its address again")
+    return EXIT_OK
+
+
+def _init(args: argparse.Namespace) -> int:
+    from importlib.resources import files
+
+    from ddnsagent import config
+
+    path: Path = args.path or config.default_config_path()
+    if path.exists() and not args.force:
+        _err(f"{path} already exists; pass --force to overwrite it")
+        return EXIT_CONFIG
+    text = (files("ddnsagent") / "data" / "config.example.toml").read_text(encoding="utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+    print(f"wrote {path} (mode 0600); edit it, then run: ddnsagent check-config {path}")
+    return EXIT_OK
+
+
+def _ts(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"

@@ -1,0 +1,373 @@
+"""Configuration: TOML in, typed objects out.
+
+Everything that reads the user's file lives here (and in each provider's `from_table`, which
+uses the same `Table` reader), so every mistake is reported the same way: file, key path, what
+was found, what is valid. Unknown keys are errors: a typo must never silently disable a provider.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ddnsagent.durations import parse_duration
+from ddnsagent.errors import ConfigError
+from ddnsagent.secrets import Secret, check_private_file
+
+_MISSING: Any = object()
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+ACCEPT_POLICIES = ("global", "any")
+SOURCE_KINDS = ("interface", "web", "dns", "command")
+
+
+class Table:
+    """A view on one TOML table that remembers its key path and which keys were read."""
+
+    def __init__(self, data: dict[str, Any], path: str, file: Path) -> None:
+        self.data = data
+        self.path = path
+        self.file = file
+        self._seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def error(self, name: str, problem: str, fix: str | None = None) -> ConfigError:
+        return ConfigError(self.file, self.key(name), problem, fix)
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def raw(self, name: str, default: Any = _MISSING) -> Any:
+        self._seen.add(name)
+        if name not in self.data:
+            if default is _MISSING:
+                raise self.error(name, "is required but missing", f"add `{name} = …`")
+            return default
+        return self.data[name]
+
+    def _typed(self, name: str, kind: type | tuple[type, ...], label: str, default: Any) -> Any:
+        value = self.raw(name, default)
+        if value is default and name not in self.data:
+            return value
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.error(name, f"found {value!r}, expected {label}")
+        return value
+
+    def str(self, name: str, default: Any = _MISSING, choices: Iterable[str] | None = None) -> Any:
+        value = self._typed(name, str, "a string", default)
+        if choices is not None and name in self.data:
+            options = list(choices)
+            if value not in options:
+                raise self.error(
+                    name, f"found {value!r}; valid: {', '.join(options)}", _suggest(value, options)
+                )
+        return value
+
+    def bool(self, name: str, default: Any = _MISSING) -> Any:
+        return self._typed(name, bool, "true or false", default)
+
+    def int(self, name: str, default: Any = _MISSING, minimum: int | None = None) -> Any:
+        value = self._typed(name, int, "an integer", default)
+        if minimum is not None and name in self.data and value < minimum:
+            raise self.error(name, f"found {value}, must be at least {minimum}")
+        return value
+
+    def duration(self, name: str, default: Any = _MISSING) -> Any:
+        value = self.raw(name, default)
+        if name not in self.data:
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise self.error(name, f"found {value!r}", f'write it with a unit, e.g. "{value}s"')
+        if not isinstance(value, str):
+            raise self.error(name, f'found {value!r}, expected a duration such as "5m"')
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise self.error(name, str(exc)) from None
+
+    def str_list(self, name: str, default: Any = _MISSING) -> Any:
+        value = self.raw(name, default)
+        if name not in self.data:
+            return value
+        if isinstance(value, str):
+            raise self.error(name, f"found {value!r}, expected a list", f'write ["{value}"]')
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(name, f"found {value!r}, expected a list of strings")
+        return list(value)
+
+    def url(self, name: str, default: Any = _MISSING, insecure_http: bool = False) -> Any:
+        value = self.str(name, default)
+        if name in self.data:
+            check_url(value, insecure_http, lambda p, f=None: self.error(name, p, f))
+        return value
+
+    def secret(self, prefix: str, required: bool = True) -> Secret | None:
+        """Read `prefix`, `prefix_file` or `prefix_env` — exactly one of them."""
+        given = [k for k in (prefix, f"{prefix}_file", f"{prefix}_env") if k in self.data]
+        if len(given) > 1:
+            raise self.error(given[1], f"conflicts with {self.key(given[0])}", "keep only one")
+        if not given:
+            if not required:
+                return None
+            raise self.error(
+                prefix,
+                "is required but missing",
+                f'add {prefix}_file = "/etc/ddnsagent/NAME.secret" (mode 0600), '
+                f'{prefix}_env = "VAR", or {prefix} = "…"',
+            )
+        key = given[0]
+        value = self.str(key)
+        if not value:
+            raise self.error(key, "is empty")
+        if key == prefix:
+            check_private_file(self.file, f"{self.key(key)} holds a secret inline")
+            return Secret.inline(value, self.key(key))
+        if key.endswith("_env"):
+            return Secret.from_env(value, self.key(key))
+        if not value.startswith("cred:"):
+            path = Path(value)
+            if not path.is_absolute():
+                path = self.file.parent / path
+            return Secret.from_file(path, self.key(key))
+        return Secret.from_credential(value.removeprefix("cred:"), self.key(key))
+
+    def table(self, name: str) -> Table:
+        value = self.raw(name, {})
+        if not isinstance(value, dict):
+            raise self.error(name, f"found {value!r}, expected a table")
+        return Table(value, self.key(name), self.file)
+
+    def finish(self) -> None:
+        """Refuse keys nobody read: they are typos or options of another type."""
+        for name in self.data:
+            if name not in self._seen:
+                known = sorted(self._seen)
+                raise self.error(
+                    name, "is not a known key here", _suggest(name, known) or _valid(known)
+                )
+
+
+def _suggest(value: str, options: list[str]) -> str | None:
+    close = difflib.get_close_matches(value, options, n=1)
+    return f"did you mean {close[0]!r}?" if close else None
+
+
+def _valid(options: list[str]) -> str:
+    return "valid keys: " + ", ".join(options) if options else "remove it"
+
+
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, insecure_http: bool, error: Any) -> None:
+    """HTTPS always, plain HTTP only towards loopback or when the user opted in."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise error(f"found {url!r}, expected an http(s) URL")
+    if parts.username or parts.password:
+        raise error("must not carry credentials in the URL", "use the password/token keys")
+    if parts.scheme == "http" and not insecure_http and not is_loopback_host(parts.hostname):
+        raise error(
+            f"{url!r} is plain HTTP to a remote host",
+            "use https://, or set insecure_http = true if you really mean it",
+        )
+
+
+@dataclass(frozen=True)
+class Source:
+    """One detection source as written, e.g. `interface:ppp0`."""
+
+    kind: str
+    arg: str
+    text: str
+
+    @property
+    def remote(self) -> bool:
+        """Remote echo answers are the ones a quorum is taken over."""
+        return self.kind in ("web", "dns")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    interval: float = 300.0
+    jitter: float = 30.0
+    state_dir: Path = field(default_factory=lambda: default_state_dir())
+    log_level: str = "info"
+    retries: int = 3
+    retry_delay: float = 2.0
+    lock_timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    ipv4: tuple[Source, ...] = ()
+    ipv6: tuple[Source, ...] = ()
+    accept: str = "global"
+    quorum: int = 2
+    timeout: float = 10.0
+    insecure_http: bool = False
+
+    def sources(self, family: int) -> tuple[Source, ...]:
+        return self.ipv4 if family == 4 else self.ipv6
+
+
+@dataclass(frozen=True)
+class Config:
+    file: Path
+    agent: AgentConfig
+    detect: DetectConfig
+    providers: tuple[Any, ...]  # provider settings objects, see ddnsagent.providers
+
+    @property
+    def families(self) -> list[int]:
+        return [f for f in (4, 6) if self.detect.sources(f)]
+
+
+def default_state_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/ddnsagent")
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("ddnsagent"))
+
+
+def default_config_path() -> Path:
+    """--config, else $DDNSAGENT_CONFIG, else /etc/… for root, else the user config dir."""
+    env = os.environ.get("DDNSAGENT_CONFIG")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/etc/ddnsagent/config.toml")
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("ddnsagent")) / "config.toml"
+
+
+def load(path: Path) -> Config:
+    """Read and validate the whole file; raises ConfigError naming the first mistake."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            path, "", "no such file", "create one with `ddnsagent init PATH` or pass --config"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(path, "", "is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "", f"TOML syntax error: {exc}") from None
+    return parse(data, path)
+
+
+def parse(data: dict[str, Any], path: Path) -> Config:
+    from ddnsagent import providers
+
+    top = Table(data, "", path)
+    agent = _parse_agent(top.table("agent"))
+    detect = _parse_detect(top.table("detect"))
+    provider_list = top.raw("provider", [])
+    if not isinstance(provider_list, list):
+        raise top.error("provider", "must be written as [[provider]] tables")
+    parsed = []
+    names: set[str] = set()
+    for i, item in enumerate(provider_list):
+        if not isinstance(item, dict):
+            raise top.error(f"provider[{i}]", "must be a table")
+        name = item.get("name")
+        label = f"provider[{i}]" if not isinstance(name, str) else f"provider.{name}"
+        settings = providers.parse_settings(Table(item, label, path))
+        if settings.name in names:
+            raise ConfigError(path, f"{label}.name", f"{settings.name!r} is used twice")
+        names.add(settings.name)
+        parsed.append(settings)
+    top.finish()
+    return Config(path, agent, detect, tuple(parsed))
+
+
+def _parse_agent(t: Table) -> AgentConfig:
+    state_dir = t.str("state_dir", None)
+    cfg = AgentConfig(
+        interval=t.duration("interval", 300.0),
+        jitter=t.duration("jitter", 30.0),
+        state_dir=Path(state_dir) if state_dir else default_state_dir(),
+        log_level=t.str("log_level", "info", LOG_LEVELS),
+        retries=t.int("retries", 3, minimum=1),
+        retry_delay=t.duration("retry_delay", 2.0),
+        lock_timeout=t.duration("lock_timeout", 120.0),
+    )
+    if cfg.interval < 30:
+        raise t.error(
+            "interval", "must be at least 30s", "providers throttle clients that poll faster"
+        )
+    t.finish()
+    return cfg
+
+
+def _parse_detect(t: Table) -> DetectConfig:
+    insecure = t.bool("insecure_http", False)
+    families = {}
+    for fam in ("ipv4", "ipv6"):
+        default = ["web"] if fam == "ipv4" else []
+        texts = t.str_list(fam, default)
+        families[fam] = tuple(_parse_source(t, fam, i, s, insecure) for i, s in enumerate(texts))
+    cfg = DetectConfig(
+        ipv4=families["ipv4"],
+        ipv6=families["ipv6"],
+        accept=t.str("accept", "global", ACCEPT_POLICIES),
+        quorum=t.int("quorum", 2, minimum=1),
+        timeout=t.duration("timeout", 10.0),
+        insecure_http=insecure,
+    )
+    t.finish()
+    return cfg
+
+
+def _parse_source(t: Table, fam: str, index: int, text: str, insecure: bool) -> Source:
+    key = f"{fam}[{index}]"
+    kind, _, arg = text.partition(":")
+    kind = kind.strip()
+    arg = arg.strip()
+    if kind not in SOURCE_KINDS:
+        raise t.error(
+            key,
+            f"unknown source {text!r}",
+            "valid: interface:NAME, web, web:URL, dns:opendns, dns:cloudflare, "
+            "dns:NAME@SERVER[:PORT], command:PATH ARGS…",
+        )
+    if kind == "interface" and not arg:
+        raise t.error(key, f"{text!r} names no interface", 'write e.g. "interface:ppp0"')
+    if kind == "command" and not arg:
+        raise t.error(
+            key, f"{text!r} names no command", 'write e.g. "command:/usr/local/bin/wanip"'
+        )
+    if kind == "web" and arg:
+        check_url(arg, insecure, lambda p, f=None: t.error(key, p, f))
+    if kind == "dns":
+        from ddnsagent.detect.dns import parse_dns_source
+
+        try:
+            parse_dns_source(arg, 4 if fam == "ipv4" else 6)
+        except ValueError as exc:
+            raise t.error(key, str(exc)) from None
+    return Source(kind, arg, text)

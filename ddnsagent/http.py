@@ -1,0 +1,84 @@
+"""The one place that talks HTTP: family-bound clients and answers read with a size cap.
+
+MyDNS and the echo services learn our address from the connection itself, so a request about
+IPv4 must leave over IPv4 and one about IPv6 over IPv6: the transport is bound to the family's
+wildcard local address, which makes the connection fail instead of silently using the other family.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from ddnsagent import USER_AGENT
+
+MAX_BODY = 64 * 1024
+
+
+class HTTPFailure(Exception):
+    """The request did not produce a usable answer (network, TLS, timeout, oversized body)."""
+
+    def __init__(self, message: str, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: httpx.Headers
+    body: str
+
+
+def client(family: int | None, timeout: float) -> httpx.AsyncClient:
+    """A client whose connections use only `family` (4, 6, or None for either).
+
+    Compressed answers are declined so that the size cap bounds memory, not just the wire.
+    """
+    local = {4: "0.0.0.0", 6: "::"}.get(family) if family else None
+    transport = httpx.AsyncHTTPTransport(local_address=local, retries=0)
+    return httpx.AsyncClient(
+        transport=transport,
+        timeout=httpx.Timeout(timeout),
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+async def fetch(
+    http: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    limit: int = MAX_BODY,
+    **kwargs: object,
+) -> Answer:
+    """One request; the body is read up to `limit` bytes and refused beyond it."""
+    try:
+        async with http.stream(method, url, **kwargs) as response:  # type: ignore[arg-type]
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_raw():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPFailure(f"answer larger than {limit} bytes, refused")
+                chunks.append(chunk)
+            body = b"".join(chunks).decode("utf-8", errors="replace")
+            return Answer(response.status_code, response.headers, body)
+    except httpx.TimeoutException:
+        raise HTTPFailure("timed out") from None
+    except httpx.ConnectError as exc:
+        raise HTTPFailure(f"cannot connect: {_reason(exc)}") from None
+    except httpx.HTTPError as exc:
+        raise HTTPFailure(f"{type(exc).__name__}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause, which says what really happened (e.g. certificate verify failed)."""
+    inner: BaseException = exc
+    while inner.__cause__ is not None or inner.__context__ is not None:
+        inner = inner.__cause__ or inner.__context__  # type: ignore[assignment]
+    text = str(inner) or type(inner).__name__
+    return text[:200]

@@ -1,0 +1,89 @@
+"""What every provider is: settings parsed from one [[provider]] table, and one `update` call.
+
+A provider turns the answer of its service into one of three things: success (it returns a
+message), a transient failure (`TransientError`: retry later, perhaps not before `min_wait`), or
+a fatal answer (`FatalAnswer`: the service told us to stop until the user fixes something).
+Retries, back-off, stop persistence and reporting belong to the agent, not to the provider.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Protocol
+
+import httpx
+
+from ddnsagent.address import IPAddress
+from ddnsagent.config import Table
+from ddnsagent.secrets import Secret
+
+
+class TransientError(Exception):
+    """Try again later; `min_wait` seconds at least when the service asked for it (e.g. 911)."""
+
+    def __init__(self, message: str, min_wait: float = 0.0) -> None:
+        super().__init__(message)
+        self.min_wait = min_wait
+
+
+class FatalAnswer(Exception):
+    """The service refused in a way that retrying cannot fix (bad credentials, unknown host…)."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+@dataclass(frozen=True)
+class Common:
+    """Keys every provider has."""
+
+    name: str
+    type: str
+    ipv4: bool
+    ipv6: bool
+    keepalive: float  # seconds; 0 = never resend an unchanged address
+    insecure_http: bool
+
+    def families(self) -> list[int]:
+        return [f for f, on in ((4, self.ipv4), (6, self.ipv6)) if on]
+
+    def fingerprint_data(self) -> str:
+        """The settings that, when changed, lift a stop (secrets count by origin only)."""
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Secret):
+                value = value.origin
+            parts.append(f"{f.name}={value!r}")
+        return ";".join(parts)
+
+    def secrets(self) -> list[Secret]:
+        return [v for f in fields(self) if isinstance(v := getattr(self, f.name), Secret)]
+
+
+def read_common(
+    t: Table, ipv4: bool = True, ipv6: bool = False, keepalive: float = 0.0
+) -> dict[str, Any]:
+    name = t.str("name")
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise t.error("name", f"found {name!r}", "use letters, digits, '-', '_' or '.'")
+    return {
+        "name": name,
+        "type": t.str("type"),
+        "ipv4": t.bool("ipv4", ipv4),
+        "ipv6": t.bool("ipv6", ipv6),
+        "keepalive": t.duration("keepalive", keepalive),
+        "insecure_http": t.bool("insecure_http", False),
+    }
+
+
+class Provider(Protocol):
+    """One configured target. `clients` maps a family to an HTTP client bound to it."""
+
+    settings: Any
+    TYPE: ClassVar[str]
+
+    async def update(self, family: int, address: IPAddress, http: httpx.AsyncClient) -> str: ...
+
+    def describe(self, family: int, address: IPAddress) -> str: ...

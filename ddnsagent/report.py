@@ -1,0 +1,39 @@
+"""Printing a sync for a human (one line per fact) or as JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from typing import TextIO
+
+from ddnsagent.agent import SyncReport
+
+MARK = {
+    "sent": "ok",
+    "unchanged": "ok",
+    "dry-run": "--",
+    "no-address": "!!",
+    "failed": "!!",
+    "waiting": "..",
+    "config": "!!",
+    "stopped": "XX",
+}
+
+
+def print_sync(report: SyncReport, out: TextIO, as_json: bool) -> None:
+    if as_json:
+        json.dump(report.as_dict(), out, indent=2)
+        out.write("\n")
+        return
+    for family, d in sorted(report.detections.items()):
+        for note in d.notes:
+            out.write(f"   IPv{family} {note}\n")
+        if d.address is not None:
+            out.write(f"ok IPv{family} address {d.address} (from {d.source})\n")
+        else:
+            out.write(f"!! IPv{family} address not found; nothing will be sent for IPv{family}\n")
+    for t in report.targets:
+        out.write(f"{MARK[t.action]} {t.name} [{t.type}] IPv{t.family}: {t.action}: {t.message}\n")
+        if t.fix:
+            out.write(f"   fix: {t.fix}\n")
+    if not report.targets and not report.detections:
+        out.write("nothing configured to detect or send\n")
