@@ -109,7 +109,7 @@ def _notify_now(args: argparse.Namespace, cfg: Any) -> int:
     from ddnsagent.address import refusal
     from ddnsagent.agent import Agent, SyncOptions
 
-    addresses = None
+    addresses: dict[int, Any] | None = None
     if args.address:
         addresses = {}
         for text in args.address:

@@ -62,7 +62,9 @@ class Table:
             raise self.error(name, f"found {value!r}, expected {label}")
         return value
 
-    def str(self, name: str, default: Any = _MISSING, choices: Iterable[str] | None = None) -> Any:
+    def string(
+        self, name: str, default: Any = _MISSING, choices: Iterable[str] | None = None
+    ) -> Any:
         value = self._typed(name, str, "a string", default)
         if choices is not None and name in self.data:
             options = list(choices)
@@ -72,10 +74,10 @@ class Table:
                 )
         return value
 
-    def bool(self, name: str, default: Any = _MISSING) -> Any:
+    def boolean(self, name: str, default: Any = _MISSING) -> Any:
         return self._typed(name, bool, "true or false", default)
 
-    def int(self, name: str, default: Any = _MISSING, minimum: int | None = None) -> Any:
+    def integer(self, name: str, default: Any = _MISSING, minimum: int | None = None) -> Any:
         value = self._typed(name, int, "an integer", default)
         if minimum is not None and name in self.data and value < minimum:
             raise self.error(name, f"found {value}, must be at least {minimum}")
@@ -105,7 +107,7 @@ class Table:
         return list(value)
 
     def url(self, name: str, default: Any = _MISSING, insecure_http: bool = False) -> Any:
-        value = self.str(name, default)
+        value = self.string(name, default)
         if name in self.data:
             check_url(value, insecure_http, lambda p, f=None: self.error(name, p, f))
         return value
@@ -125,7 +127,7 @@ class Table:
                 f'{prefix}_env = "VAR", or {prefix} = "…"',
             )
         key = given[0]
-        value = self.str(key)
+        value = self.string(key)
         if not value:
             raise self.error(key, "is empty")
         if key == prefix:
@@ -306,13 +308,13 @@ def parse(data: dict[str, Any], path: Path) -> Config:
 
 
 def _parse_agent(t: Table) -> AgentConfig:
-    state_dir = t.str("state_dir", None)
+    state_dir = t.string("state_dir", None)
     cfg = AgentConfig(
         interval=t.duration("interval", 300.0),
         jitter=t.duration("jitter", 30.0),
         state_dir=Path(state_dir) if state_dir else default_state_dir(),
-        log_level=t.str("log_level", "info", LOG_LEVELS),
-        retries=t.int("retries", 3, minimum=1),
+        log_level=t.string("log_level", "info", LOG_LEVELS),
+        retries=t.integer("retries", 3, minimum=1),
         retry_delay=t.duration("retry_delay", 2.0),
         lock_timeout=t.duration("lock_timeout", 120.0),
     )
@@ -325,7 +327,7 @@ def _parse_agent(t: Table) -> AgentConfig:
 
 
 def _parse_detect(t: Table) -> DetectConfig:
-    insecure = t.bool("insecure_http", False)
+    insecure = t.boolean("insecure_http", False)
     families = {}
     for fam in ("ipv4", "ipv6"):
         default = ["web"] if fam == "ipv4" else []
@@ -334,8 +336,8 @@ def _parse_detect(t: Table) -> DetectConfig:
     cfg = DetectConfig(
         ipv4=families["ipv4"],
         ipv6=families["ipv6"],
-        accept=t.str("accept", "global", ACCEPT_POLICIES),
-        quorum=t.int("quorum", 2, minimum=1),
+        accept=t.string("accept", "global", ACCEPT_POLICIES),
+        quorum=t.integer("quorum", 2, minimum=1),
         timeout=t.duration("timeout", 10.0),
         insecure_http=insecure,
     )

@@ -26,7 +26,7 @@ def parse_duration(text: str) -> float:
 
 def format_duration(seconds: float) -> str:
     """Shortest exact spelling, for messages and `status`."""
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds == 0:
         return "0s"
     out = []

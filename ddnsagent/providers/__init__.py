@@ -20,7 +20,7 @@ def module(type_name: str) -> ModuleType:
 
 
 def parse_settings(t: Table) -> Any:
-    type_name = t.str("type", choices=TYPES)
+    type_name = t.string("type", choices=TYPES)
     settings = module(type_name).from_table(t)
     t.finish()
     return settings

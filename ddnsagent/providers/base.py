@@ -65,16 +65,16 @@ class Common:
 def read_common(
     t: Table, ipv4: bool = True, ipv6: bool = False, keepalive: float = 0.0
 ) -> dict[str, Any]:
-    name = t.str("name")
+    name = t.string("name")
     if not name or not all(c.isalnum() or c in "-_." for c in name):
         raise t.error("name", f"found {name!r}", "use letters, digits, '-', '_' or '.'")
     return {
         "name": name,
-        "type": t.str("type"),
-        "ipv4": t.bool("ipv4", ipv4),
-        "ipv6": t.bool("ipv6", ipv6),
+        "type": t.string("type"),
+        "ipv4": t.boolean("ipv4", ipv4),
+        "ipv6": t.boolean("ipv6", ipv6),
         "keepalive": t.duration("keepalive", keepalive),
-        "insecure_http": t.bool("insecure_http", False),
+        "insecure_http": t.boolean("insecure_http", False),
     }
 
 

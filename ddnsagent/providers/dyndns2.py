@@ -61,7 +61,7 @@ class Settings(Common):
 
 
 def from_table(t: Table) -> Settings:
-    preset_name = t.str("preset", None, choices=PRESETS)
+    preset_name = t.string("preset", None, choices=PRESETS)
     preset = PRESETS.get(preset_name or "", {})
     keepalive = float(preset.get("keepalive", 0.0))  # type: ignore[arg-type]
     common = read_common(t, ipv4=True, ipv6=False, keepalive=keepalive)
@@ -83,7 +83,7 @@ def from_table(t: Table) -> Settings:
         **common,
         server=server,
         hostnames=tuple(hostnames),
-        username=t.str("username"),
+        username=t.string("username"),
         password=password,
         wait_911=max(float(preset.get("wait_911", DEFAULT_WAIT_911)), 0.0),  # type: ignore[arg-type]
     )
@@ -129,8 +129,9 @@ class Client:
         ]
 
     def describe(self, family: int, address: IPAddress) -> str:
-        hosts = ",".join(self.settings.hostnames)
-        return f"GET {self.settings.server}?hostname={hosts}&myip={address} as {self.settings.username}"
+        s = self.settings
+        hosts = ",".join(s.hostnames)
+        return f"GET {s.server}?hostname={hosts}&myip={address} as {s.username}"
 
     async def update(self, family: int, address: IPAddress, client: httpx.AsyncClient) -> str:
         s = self.settings

@@ -37,7 +37,7 @@ class Settings(Common):
 def from_table(t: Table) -> Settings:
     common = read_common(t, ipv4=True, ipv6=False, keepalive=24 * 3600.0)
     insecure = common["insecure_http"]
-    master_id = t.str("master_id")
+    master_id = t.string("master_id")
     if not master_id:
         raise t.error("master_id", "is empty", "copy the MasterID from the MyDNS.JP control panel")
     password = t.secret("password")
