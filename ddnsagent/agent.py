@@ -178,11 +178,12 @@ class Agent:
             entry.message += stopped["reason"]
             entry.fix = f"{stopped['fix']}, then run `ddnsagent reset {name}`"
             return
-        retry_after = float(target.get("retry_after", 0))
+        trouble = target.setdefault("backoff", {}).get(str(family), {})
+        retry_after = float(trouble.get("retry_after", 0))
         if retry_after > now:
             entry.action = "waiting"
             entry.message = (
-                f"waiting until {_ts(retry_after)} after: {target.get('last_error', '?')}"
+                f"waiting until {_ts(retry_after)} after: {trouble.get('last_error', '?')}"
             )
             return
         sent = target.setdefault("sent", {}).get(str(family))
@@ -208,17 +209,20 @@ class Agent:
             state.save()
             return
         except TransientError as exc:
-            failures = int(target.get("failures", 0)) + 1
+            failures = int(trouble.get("failures", 0)) + 1
             wait = max(backoff(failures), exc.min_wait)
-            target.update(failures=failures, retry_after=now + wait, last_error=str(exc))
+            target["backoff"][str(family)] = {
+                "failures": failures,
+                "retry_after": now + wait,
+                "last_error": str(exc),
+            }
             entry.action = "failed"
             entry.message = f"{exc}; next try after {_ts(now + wait)}"
             log.warning("%s: IPv%d update failed: %s", name, family, entry.message)
             state.save()
             return
         target["sent"][str(family)] = {"address": str(address), "time": time.time()}
-        for key in ("failures", "retry_after", "last_error"):
-            target.pop(key, None)
+        target["backoff"].pop(str(family), None)
         entry.action, entry.message = "sent", f"{why}: {message}"
         log.info("%s: IPv%d %s sent (%s)", name, family, address, entry.message)
         state.save()
@@ -231,16 +235,18 @@ class Agent:
             AsyncRetrying,
             retry_if_exception,
             stop_after_attempt,
-            wait_exponential_jitter,
+            wait_exponential,
+            wait_random,
         )
 
         def retryable(exc: BaseException) -> bool:
             return isinstance(exc, TransientError) and exc.min_wait == 0
 
+        delay = cfg.agent.retry_delay
         async with http.client(family, cfg.detect.timeout) as client:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(cfg.agent.retries),
-                wait=wait_exponential_jitter(initial=cfg.agent.retry_delay, max=30),
+                wait=wait_exponential(multiplier=delay, max=30) + wait_random(0, delay),
                 retry=retry_if_exception(retryable),
                 reraise=True,
             ):
@@ -281,10 +287,10 @@ def _check_fingerprint(state: State, target: dict[str, Any], settings: Any) -> N
     old_config, old_secret = target.get("config_fp"), target.get("secret_fp")
     changed = old_config is not None and old_config != config_fp
     changed |= old_secret is not None and secret_fp is not None and old_secret != secret_fp
-    if changed and ("stopped" in target or "retry_after" in target):
+    if changed and (target.get("stopped") or target.get("backoff")):
         log.info("%s: configuration changed; lifting its stop/back-off", settings.name)
-        for key in ("stopped", "failures", "retry_after", "last_error"):
-            target.pop(key, None)
+        target.pop("stopped", None)
+        target.pop("backoff", None)
     if changed:
         target.pop("sent", None)  # a new host list or server has not been told anything yet
     target["config_fp"] = config_fp

@@ -168,13 +168,11 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
             "type": s.type,
             "sent": {f"ipv{k}": v for k, v in t.get("sent", {}).items()},
             "stopped": t.get("stopped"),
-            "retry_after": t.get("retry_after"),
-            "failures": t.get("failures", 0),
-            "last_error": t.get("last_error"),
+            "backoff": {f"ipv{k}": v for k, v in t.get("backoff", {}).items()},
         }
         if row["stopped"]:
             code = EXIT_STOPPED
-        elif row["failures"] and code == EXIT_OK:
+        elif row["backoff"] and code == EXIT_OK:
             code = EXIT_RETRY
         rows.append(row)
     detected = {f"ipv{k}": v for k, v in data["detected"].items()}
@@ -193,10 +191,9 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
         if r["stopped"]:
             print(f"  STOPPED since {_ts(r['stopped']['since'])}: {r['stopped']['reason']}")
             print(f"  fix: {r['stopped']['fix']}, then run `ddnsagent reset {r['name']}`")
-        elif r["retry_after"]:
-            print(
-                f"  failing ({r['failures']}x): {r['last_error']}; next try {_ts(r['retry_after'])}"
-            )
+        for fam, b in r["backoff"].items():
+            print(f"  {fam} failing ({b['failures']}x): {b['last_error']}")
+            print(f"  next try after {_ts(b['retry_after'])}")
     return code
 
 

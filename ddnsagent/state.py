@@ -82,7 +82,7 @@ class State:
     def save(self) -> None:
         self.ensure_dir()
         payload = json.dumps(self.data, indent=1, sort_keys=True).encode() + b"\n"
-        tmp = self.path.with_name(f".{FILENAME}.{os.getpid()}.tmp")
+        tmp = self.path.with_name(f".{FILENAME}.tmp")  # saves happen under the state lock
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, payload)

@@ -1,0 +1,146 @@
+"""Pure pieces: durations, address policy, provider answer tables."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from ddnsagent.address import parse_single, refusal
+from ddnsagent.durations import format_duration, parse_duration
+from ddnsagent.providers import dyndns2, mydns
+from ddnsagent.providers.base import FatalAnswer, TransientError
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("5m", 300), ("24h", 86400), ("7d", 604800), ("1h30m", 5400), ("0", 0)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "m", "5 minutes", "-5m", "5mm"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="30s"):
+        parse_duration(text)
+
+
+def test_format_duration() -> None:
+    assert format_duration(5400) == "1h30m"
+    assert format_duration(0) == "0s"
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("10.1.2.3", "private"),
+        ("192.168.1.1", "private"),
+        ("100.64.1.1", "carrier-grade NAT"),
+        ("127.0.0.1", "loopback"),
+        ("169.254.1.1", "link-local"),
+        ("203.0.113.7", "documentation"),
+        ("224.0.0.1", "multicast"),
+        ("fe80::1", "link-local"),
+        ("fd00::1", "ULA"),
+        ("2001:db8::1", "documentation"),
+    ],
+)
+def test_global_policy_refuses(address: str, why: str) -> None:
+    text = refusal(ipaddress.ip_address(address), "global")
+    assert text is not None and why in text
+
+
+def test_global_policy_accepts_public() -> None:
+    assert refusal(ipaddress.ip_address("8.8.8.8"), "global") is None
+    assert refusal(ipaddress.ip_address("2606:4700::1"), "global") is None
+
+
+def test_any_policy() -> None:
+    assert refusal(ipaddress.ip_address("203.0.113.7"), "any") is None
+    assert refusal(ipaddress.ip_address("224.0.0.1"), "any") is not None
+    assert refusal(ipaddress.ip_address("0.0.0.0"), "any") is not None
+
+
+@pytest.mark.parametrize(
+    ("body", "family", "fragment"),
+    [
+        ("", 4, "empty"),
+        ("<html>203.0.113.7</html>", 4, "not an address"),
+        ("203.0.113.7 203.0.113.8", 4, "2 words"),
+        ("2001:db8::1", 4, "IPv6 address"),
+        ("203.0.113.7", 6, "IPv4 address"),
+    ],
+)
+def test_parse_single_refuses(body: str, family: int, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        parse_single(body, family)
+
+
+def test_parse_single_accepts_trailing_newline() -> None:
+    assert str(parse_single("203.0.113.7\n", 4)) == "203.0.113.7"
+
+
+HOSTS = ["a.example.net", "b.example.net"]
+
+
+@pytest.mark.parametrize("code", sorted(dyndns2.FATAL))
+def test_dyndns2_fatal_codes(code: str) -> None:
+    with pytest.raises(FatalAnswer, match=code):
+        dyndns2.judge(200, f"{code}\n", HOSTS[:1], 1800)
+
+
+def test_dyndns2_fatal_code_for_one_host_of_many() -> None:
+    with pytest.raises(FatalAnswer, match="nohost"):
+        dyndns2.judge(200, "good 198.51.100.7\nnohost\n", HOSTS, 1800)
+
+
+@pytest.mark.parametrize("code", ["911", "dnserr"])
+def test_dyndns2_wait_codes(code: str) -> None:
+    with pytest.raises(TransientError) as info:
+        dyndns2.judge(200, code, HOSTS[:1], 1800)
+    assert info.value.min_wait >= 1800
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 429])
+def test_dyndns2_http_transient(status: int) -> None:
+    with pytest.raises(TransientError):
+        dyndns2.judge(status, "", HOSTS, 1800)
+
+
+def test_dyndns2_http_401_is_badauth() -> None:
+    with pytest.raises(FatalAnswer, match="badauth"):
+        dyndns2.judge(401, "", HOSTS, 1800)
+
+
+def test_dyndns2_success_per_host() -> None:
+    text = dyndns2.judge(200, "good 198.51.100.7\nnochg 198.51.100.7\n", HOSTS, 1800)
+    assert text == "a.example.net: good, b.example.net: nochg"
+
+
+@pytest.mark.parametrize("body", ["", "<html>oops</html>", "good 1.2.3.4\n", "goodbye"])
+def test_dyndns2_garbage_or_short_answers_are_not_success(body: str) -> None:
+    with pytest.raises(TransientError):
+        dyndns2.judge(200, body + "\ngarbage" if body == "good 1.2.3.4\n" else body, HOSTS, 1800)
+
+
+MYDNS_OK = "<html><body>login_status = 1.<br>Login and IP address notify OK.</body></html>"
+
+
+def test_mydns_ok() -> None:
+    assert mydns.judge(200, MYDNS_OK) == "notified"
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(200, "login_status = 0."), (200, "NG"), (401, ""), (403, "")],
+)
+def test_mydns_fatal(status: int, body: str) -> None:
+    with pytest.raises(FatalAnswer):
+        mydns.judge(status, body)
+
+
+@pytest.mark.parametrize(("status", "body"), [(500, ""), (200, "<html>maintenance</html>")])
+def test_mydns_transient(status: int, body: str) -> None:
+    with pytest.raises(TransientError):
+        mydns.judge(status, body)
