@@ -1,0 +1,1 @@
+"""Tests of the mail-log sensor: parsing and following."""
