@@ -62,6 +62,7 @@ class SyncReport:
     reason: str
     detections: dict[int, Detection] = field(default_factory=dict)
     targets: list[TargetReport] = field(default_factory=list)
+    changed: list[int] = field(default_factory=list)  # families whose address changed
 
     @property
     def exit_code(self) -> int:
@@ -85,6 +86,7 @@ class SyncReport:
                 for f, d in sorted(self.detections.items())
             },
             "targets": [t.as_dict() for t in self.targets],
+            "changed": [f"ipv{f}" for f in self.changed],
         }
 
 
@@ -132,7 +134,8 @@ class Agent:
             report.detections = dict(zip(families, found, strict=True))
         for family, d in report.detections.items():
             if d.address is not None and not options.dry_run:
-                _remember_detection(state, family, d, now)
+                if _remember_detection(state, family, d, now):
+                    report.changed.append(family)
 
         jobs = [self._provider(cfg, state, s, report, options) for s in cfg.providers]
         await asyncio.gather(*jobs)
@@ -298,13 +301,18 @@ def _check_fingerprint(state: State, target: dict[str, Any], settings: Any) -> N
         target["secret_fp"] = secret_fp
 
 
-def _remember_detection(state: State, family: int, d: Detection, now: float) -> None:
+def _remember_detection(state: State, family: int, d: Detection, now: float) -> bool:
+    """Store the detected address; True when it differs from the one known before."""
     detected: dict[str, Any] = state.data["detected"]
     old = detected.get(str(family), {})
+    changed = bool(old) and old.get("address") != str(d.address)
     if old.get("address") != str(d.address):
         old = {"address": str(d.address), "since": now}
+        if changed:
+            old["previous"] = detected[str(family)].get("address")
     old.update(source=d.source, checked=now)
     detected[str(family)] = old
+    return changed
 
 
 def _ts(t: float) -> str:

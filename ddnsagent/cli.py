@@ -53,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true", help="overwrite an existing file")
     c = cmd("reset", "lift a stop or back-off of a target and forget what was sent to it")
     c.add_argument("name", help="the provider's name")
+    c = cmd("reconnect", "get a new WAN address now: reconnect, re-notify, flush the mail queue")
+    c.add_argument("--ignore-cooldown", action="store_true", help="run even within the cooldown")
+    c = cmd("hook", "entry point for pppd, NetworkManager and networkd-dispatcher scripts")
+    c.add_argument("event", choices=["ip-up"], help="what happened")
+    c.add_argument("args", nargs="*", help="the caller's own arguments (interface, action, …)")
+    c.add_argument(
+        "--timeout", type=float, default=30.0, help="give up after this many seconds (30)"
+    )
     return p
 
 
@@ -101,6 +109,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _status(args, cfg)
     if args.command == "reset":
         return _reset(args, cfg)
+    if args.command == "reconnect":
+        return _reconnect(args, cfg)
+    if args.command == "hook":
+        return _hook(args, cfg)
     raise AssertionError(args.command)
 
 
@@ -176,8 +188,10 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
             code = EXIT_RETRY
         rows.append(row)
     detected = {f"ipv{k}": v for k, v in data["detected"].items()}
+    relay = _relay_status(data.get("relay", {}), cfg) if cfg.relay or cfg.reconnect else None
     if args.json:
-        json.dump({"detected": detected, "targets": rows}, sys.stdout, indent=2)
+        out = {"detected": detected, "targets": rows, "relay": relay}
+        json.dump(out, sys.stdout, indent=2)
         print()
         return code
     if not detected:
@@ -194,7 +208,119 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
         for fam, b in r["backoff"].items():
             print(f"  {fam} failing ({b['failures']}x): {b['last_error']}")
             print(f"  next try after {_ts(b['retry_after'])}")
+    if relay is not None:
+        _print_relay(relay)
     return code
+
+
+def _relay_status(relay: dict[str, Any], cfg: Any) -> dict[str, Any]:
+    from ddnsagent.relay.watchdog import refusal_to_reconnect
+
+    out: dict[str, Any] = {
+        "last_signal": relay.get("last_signal"),
+        "last_reconnect": relay.get("last_reconnect"),
+        "last_recovery": relay.get("last_recovery"),
+        "reconnects_24h": len([t for t in relay.get("attempts", []) if t > time.time() - 86400]),
+        "unchanged_reconnects": relay.get("unchanged", 0),
+        "bounces_last_hour": relay.get("bounce_rate", 0),
+        "cooldown": None,
+    }
+    if cfg.reconnect is not None:
+        out["cooldown"] = refusal_to_reconnect(relay, cfg.reconnect, time.time())
+    return out
+
+
+def _print_relay(r: dict[str, Any]) -> None:
+    print("relay:")
+    signal = r["last_signal"]
+    print(
+        f"  last signal: {_ts(signal['time'])} {signal['action']}: {signal['reason']}"
+        if signal
+        else "  last signal: none"
+    )
+    last = r["last_reconnect"]
+    if last:
+        print(f"  last reconnect: {_ts(last['time'])} {last['result']}: {last['message']}")
+    else:
+        print("  last reconnect: none")
+    print(f"  reconnects in 24 h: {r['reconnects_24h']}; {r['cooldown'] or 'no cooldown'}")
+    rec = r["last_recovery"]
+    if rec:
+        print(f"  last recovery: {_ts(rec['time'])} after {rec['seconds']:.1f}s")
+    print(f"  bounces generated in the last hour: {r['bounces_last_hour']}")
+
+
+def _hook(args: argparse.Namespace, cfg: Any) -> int:
+    """Sync for the address the system just got: through the daemon when one runs, else here.
+
+    Bounded by --timeout, because pppd runs ip-up.d scripts one after the other and a dead
+    provider must not hold back the link's other scripts (Debian's postfix flush among them).
+    """
+    from ddnsagent import control, hooks
+    from ddnsagent.address import refusal
+    from ddnsagent.agent import Agent, SyncOptions
+
+    event = hooks.from_environment(os.environ, args.args)
+    watched = {s.arg for f in (4, 6) for s in cfg.detect.sources(f) if s.kind == "interface"}
+    if not event.relevant:
+        print(f"hook: {event.caller} event without a new address; nothing to do")
+        return EXIT_OK
+    if watched and event.interface and event.interface not in watched:
+        print(f"hook: {event.interface} is not a WAN interface of this configuration; ignored")
+        return EXIT_OK
+    addresses: dict[int, Any] = {}
+    for a in event.addresses:
+        if a.version not in addresses and refusal(a, cfg.detect.accept) is None:
+            addresses[a.version] = a
+    reason = f"hook {event.caller}"
+    payload: dict[str, Any] = {
+        "cmd": "sync",
+        "reason": reason,
+        "addresses": {str(k): str(v) for k, v in addresses.items()} or None,
+    }
+
+    async def go() -> tuple[str, int]:
+        path = cfg.agent.control_socket or control.default_socket_path()
+        answer = await control.request(path, payload, args.timeout)
+        if answer is not None:
+            code = int(answer.get("report", {}).get("exit_code", EXIT_RETRY))
+            return "the daemon synced", code if answer.get("ok") else EXIT_RETRY
+        options = SyncOptions(reason=reason, addresses=addresses or None)
+        report = await Agent(cfg).sync(options)
+        return "synced (no daemon running)", report.exit_code
+
+    try:
+        how, code = asyncio.run(asyncio.wait_for(go(), args.timeout))
+    except TimeoutError:
+        _err(f"hook: no result within {args.timeout:g}s; the daemon goes on trying")
+        return EXIT_RETRY
+    shown = ", ".join(str(a) for a in addresses.values()) or "detected address"
+    print(f"hook {args.event} ({event.caller}, {event.interface or '?'}, {shown}): {how}")
+    return code
+
+
+def _reconnect(args: argparse.Namespace, cfg: Any) -> int:
+    from ddnsagent import control
+    from ddnsagent.agent import Agent
+    from ddnsagent.relay.watchdog import reconnect
+
+    if cfg.reconnect is None:
+        _err(f'{cfg.file}: no [reconnect] section — add one with command = ["…"]')
+        return EXIT_CONFIG
+    limit = cfg.reconnect.timeout + cfg.reconnect.wait_for_address + 300
+
+    async def go() -> tuple[bool, str]:
+        path = cfg.agent.control_socket or control.default_socket_path()
+        payload = {"cmd": "reconnect", "ignore_cooldown": args.ignore_cooldown}
+        answer = await control.request(path, payload, limit)
+        if answer is not None:
+            return bool(answer.get("ok")), str(answer.get("message") or answer.get("error"))
+        outcome = await reconnect(cfg, Agent(cfg), "requested by hand", args.ignore_cooldown)
+        return outcome.done, outcome.message
+
+    done, message = asyncio.run(go())
+    print(f"reconnect: {message}")
+    return EXIT_OK if done else EXIT_RETRY
 
 
 def _reset(args: argparse.Namespace, cfg: Any) -> int:

@@ -216,6 +216,7 @@ class AgentConfig:
     retries: int = 3
     retry_delay: float = 2.0
     lock_timeout: float = 120.0
+    control_socket: Path | None = None  # default: see ddnsagent.control
 
 
 @dataclass(frozen=True)
@@ -232,11 +233,44 @@ class DetectConfig:
 
 
 @dataclass(frozen=True)
+class RelayConfig:
+    """[relay]: which log to read and how the submission relay refuses us."""
+
+    log: str  # a path, or "journal"
+    host: str
+    threshold: int = 2
+    window: float = 900.0
+    flush: tuple[str, ...] = ("postqueue", "-f")
+    settle: float = 5.0
+    patterns: tuple[str, ...] = ()  # extra rate-refusal patterns (regex, group "ip")
+    bounce_warn: int = 20  # bounces per hour the server may generate before we warn
+    journal_identifiers: tuple[str, ...] = (
+        "postfix/smtp",
+        "postfix/error",
+        "postfix/qmgr",
+        "postfix/bounce",
+    )
+
+
+@dataclass(frozen=True)
+class ReconnectConfig:
+    """[reconnect]: how to get a new WAN address, and how often that is allowed."""
+
+    command: tuple[str, ...]
+    timeout: float = 120.0
+    cooldown: float = 1800.0
+    max_per_day: int = 4
+    wait_for_address: float = 180.0
+
+
+@dataclass(frozen=True)
 class Config:
     file: Path
     agent: AgentConfig
     detect: DetectConfig
     providers: tuple[Any, ...]  # provider settings objects, see ddnsagent.providers
+    relay: RelayConfig | None = None
+    reconnect: ReconnectConfig | None = None
 
     @property
     def families(self) -> list[int]:
@@ -303,8 +337,67 @@ def parse(data: dict[str, Any], path: Path) -> Config:
             raise ConfigError(path, f"{label}.name", f"{settings.name!r} is used twice")
         names.add(settings.name)
         parsed.append(settings)
+    relay = _parse_relay(top.table("relay")) if top.has("relay") else None
+    reconnect = _parse_reconnect(top.table("reconnect")) if top.has("reconnect") else None
     top.finish()
-    return Config(path, agent, detect, tuple(parsed))
+    return Config(path, agent, detect, tuple(parsed), relay, reconnect)
+
+
+def _argv(t: Table, name: str, default: Any = _MISSING, allow_empty: bool = True) -> Any:
+    value = t.str_list(name, default)
+    if value is default:
+        return value
+    if not value and not allow_empty:
+        raise t.error(name, "is empty", 'give the program and its arguments, e.g. ["/usr/sbin/x"]')
+    return tuple(value)
+
+
+def _parse_relay(t: Table) -> RelayConfig:
+    import re
+
+    log_value = t.string("log", "/var/log/mail.log")
+    host = t.string("host")
+    if not host.strip():
+        raise t.error(
+            "host", "is empty", "write the relay as Postfix names it, e.g. auth.gate-on.net"
+        )
+    patterns = tuple(t.str_list("patterns", []))
+    for i, pattern in enumerate(patterns):
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise t.error(
+                f"patterns[{i}]", f"{pattern!r} is not a regular expression: {exc}"
+            ) from None
+        if "ip" not in compiled.groupindex:
+            raise t.error(
+                f"patterns[{i}]", f"{pattern!r} has no (?P<ip>…) group", "mark the address it names"
+            )
+    cfg = RelayConfig(
+        log=log_value,
+        host=host.strip(),
+        threshold=t.integer("threshold", 2, minimum=1),
+        window=t.duration("window", 900.0),
+        flush=_argv(t, "flush", ("postqueue", "-f")),
+        settle=t.duration("settle", 5.0),
+        patterns=patterns,
+        bounce_warn=t.integer("bounce_warn", 20, minimum=0),
+        journal_identifiers=_argv(t, "journal_identifiers", RelayConfig.journal_identifiers),
+    )
+    t.finish()
+    return cfg
+
+
+def _parse_reconnect(t: Table) -> ReconnectConfig:
+    cfg = ReconnectConfig(
+        command=_argv(t, "command", allow_empty=False),
+        timeout=t.duration("timeout", 120.0),
+        cooldown=t.duration("cooldown", 1800.0),
+        max_per_day=t.integer("max_per_day", 4, minimum=1),
+        wait_for_address=t.duration("wait_for_address", 180.0),
+    )
+    t.finish()
+    return cfg
 
 
 def _parse_agent(t: Table) -> AgentConfig:
@@ -317,6 +410,7 @@ def _parse_agent(t: Table) -> AgentConfig:
         retries=t.integer("retries", 3, minimum=1),
         retry_delay=t.duration("retry_delay", 2.0),
         lock_timeout=t.duration("lock_timeout", 120.0),
+        control_socket=Path(t.string("control_socket")) if t.has("control_socket") else None,
     )
     if cfg.interval < 30:
         raise t.error(

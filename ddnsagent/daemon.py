@@ -9,6 +9,7 @@ saved after each target and replaced atomically.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from datetime import datetime
@@ -19,6 +20,7 @@ from ddnsagent import config as config_mod
 from ddnsagent import logsetup
 from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.errors import ConfigError, DdnsagentError
+from ddnsagent.state import StateLock
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,9 @@ class Daemon:
         """One scheduled sync; a failure is logged and the schedule goes on."""
         try:
             report = await self.agent.sync(SyncOptions(reason=reason))
+        except asyncio.CancelledError:
+            log.info("sync (%s) cancelled: the daemon is stopping", reason)
+            return
         except DdnsagentError as exc:
             log.error("sync failed: %s", exc)
             return
@@ -46,13 +51,55 @@ class Daemon:
         for t in report.targets:
             if t.action not in ("unchanged",):
                 log.info("%s IPv%d: %s: %s", t.name, t.family, t.action, t.message)
+        await self._after_change(report)
+
+    async def _after_change(self, report: Any) -> None:
+        """A new address: the relay knows it now, so deferred mail can go (when [relay] is set)."""
+        if report.changed and self.agent.config.relay is not None:
+            from ddnsagent.relay.watchdog import flush_queue
+
+            await flush_queue(self.agent.config)
+
+    async def control(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Requests from hook scripts and `ddnsagent reconnect`, answered when done."""
+        import ipaddress
+
+        cmd = request.get("cmd")
+        if cmd == "sync":
+            given = request.get("addresses") or None
+            addresses = None
+            if given:
+                addresses = {int(k): ipaddress.ip_address(v) for k, v in given.items()}
+            options = SyncOptions(
+                reason=str(request.get("reason", "hook")),
+                force=bool(request.get("force", False)),
+                addresses=addresses,
+            )
+            report = await self.agent.sync(options)
+            await self._after_change(report)
+            return {"ok": True, "report": report.as_dict()}
+        if cmd == "reconnect":
+            from ddnsagent.relay.watchdog import reconnect
+
+            outcome = await reconnect(
+                self.agent.config,
+                self.agent,
+                "requested by hand",
+                ignore_cooldown=bool(request.get("ignore_cooldown")),
+            )
+            return {"ok": outcome.done, "message": outcome.message}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     def _trigger(self, reason: str) -> None:
+        """A sync as soon as possible. One may wait behind a running one (max_instances=2), so a
+        request that arrives during a sync is not lost; it never expires (no misfire grace)."""
         self.scheduler.add_job(
             self.tick,
             args=[reason],
             id=f"now-{reason}",
             replace_existing=True,
+            max_instances=2,
+            misfire_grace_time=None,
             next_run_time=datetime.now(),
         )
 
@@ -62,17 +109,21 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             return
+        except Exception:
+            log.exception("reload refused, keeping the running configuration")
+            return
         self.agent.config = new
         logsetup.set_level(new.agent.log_level)
-        self._schedule()
+        self._schedule(now=False)  # the new interval counts from here; the sync is below
         log.info("configuration reloaded from %s", self.path)
         self._trigger("reload")
 
-    def _schedule(self) -> None:
+    def _schedule(self, now: bool = True) -> None:
         from apscheduler.triggers.interval import IntervalTrigger
 
         a = self.agent.config.agent
         trigger = IntervalTrigger(seconds=a.interval, jitter=int(a.jitter) or None)
+        first = {"next_run_time": datetime.now()} if now else {}
         self.scheduler.add_job(
             self.tick,
             trigger,
@@ -81,7 +132,7 @@ class Daemon:
             max_instances=1,
             coalesce=True,
             misfire_grace_time=int(a.interval),
-            next_run_time=datetime.now(),
+            **first,
         )
 
     async def main(self) -> int:
@@ -89,12 +140,14 @@ class Daemon:
 
         loop = asyncio.get_running_loop()
         self.scheduler = AsyncIOScheduler(event_loop=loop)
-        self._schedule()
-        self.scheduler.start()
+        StateLock.give_up_waiting(False)
+        # Handlers first: a signal that arrives during start-up must not kill the process.
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         loop.add_signal_handler(signal.SIGUSR1, self._trigger, "signal")
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+        self._schedule()
+        self.scheduler.start()
         a = self.agent.config.agent
         log.info(
             "ddnsagent running: every %ss (±%ss), state in %s",
@@ -102,13 +155,41 @@ class Daemon:
             int(a.jitter),
             a.state_dir,
         )
+        from ddnsagent import control
+
+        socket_path = self.agent.config.agent.control_socket or control.default_socket_path()
+        server = None
+        try:
+            server = await control.serve(socket_path, self.control)
+        except OSError as exc:
+            log.warning(
+                "no control socket at %s (%s); hooks will sync on their own",
+                socket_path,
+                exc.strerror,
+            )
+        watch = None
+        if self.agent.config.relay is not None:
+            from ddnsagent.relay.watchdog import RelayWatch
+
+            watch = asyncio.ensure_future(RelayWatch(self.agent.config, self.agent).run())
         await self.stopping.wait()
         log.info("stopping")
+        if server is not None:
+            server.close()
+            with contextlib.suppress(OSError):
+                socket_path.unlink()
+        if watch is not None:
+            watch.cancel()
         self.scheduler.shutdown(wait=False)
+        # A sync waiting for the state lock waits in a thread, which asyncio.run would join:
+        # make it give up, or the exit would take up to lock_timeout.
+        StateLock.give_up_waiting()
         current = asyncio.current_task()
-        for task in asyncio.all_tasks():
-            if task is not current:
-                task.cancel()
+        others = [t for t in asyncio.all_tasks() if t is not current]
+        for task in others:
+            task.cancel()
+        if others:
+            await asyncio.wait(others, timeout=5)
         return 0
 
 

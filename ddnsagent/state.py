@@ -15,6 +15,7 @@ import fcntl
 import json
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -57,27 +58,29 @@ class State:
         except OSError as exc:
             raise DdnsagentError(f"cannot read {self.path}: {exc.strerror}") from None
         try:
-            data = json.loads(raw)
-            if not isinstance(data, dict) or data.get("version") != VERSION:
-                raise ValueError(f"unknown version {data.get('version')!r}")
-            for key in ("detected", "targets"):
-                if not isinstance(data.get(key), dict):
-                    raise ValueError(f"{key!r} is not an object")
-            if not isinstance(data.get("salt"), str):
-                data["salt"] = os.urandom(16).hex()
-        except ValueError as exc:
-            aside = self.path.with_name(f"{FILENAME}.corrupt-{int(time.time())}")
+            data = _validated(json.loads(raw))
+        except (ValueError, RecursionError) as exc:
+            aside = self._aside_path()
             with contextlib.suppress(OSError):
                 os.replace(self.path, aside)
             log.warning(
                 "state file %s was unreadable (%s); moved aside to %s and starting fresh",
                 self.path,
-                str(exc)[:100],
+                str(exc)[:100] or type(exc).__name__,
                 aside,
             )
             data = _empty()
         self.data = data
         return self
+
+    def _aside_path(self) -> Path:
+        """A name no earlier corrupt file has, so a second one in a second keeps the first."""
+        base = f"{FILENAME}.corrupt-{int(time.time())}"
+        for n in range(1000):
+            aside = self.path.with_name(base if n == 0 else f"{base}.{n}")
+            if not aside.exists():
+                return aside
+        return self.path.with_name(f"{base}.{os.getpid()}")
 
     def save(self) -> None:
         self.ensure_dir()
@@ -85,7 +88,9 @@ class State:
         tmp = self.path.with_name(f".{FILENAME}.tmp")  # saves happen under the state lock
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, payload)
+            view = memoryview(payload)
+            while view:  # os.write may write less than asked
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -101,17 +106,63 @@ class State:
         return targets.setdefault(name, {})
 
 
+def _validated(data: Any) -> dict[str, Any]:
+    """`data` if it has the shape the agent relies on; ValueError naming the first flaw."""
+    if not isinstance(data, dict):
+        raise ValueError(f"not a JSON object but {type(data).__name__}")
+    if data.get("version") != VERSION:
+        raise ValueError(f"unknown version {data.get('version')!r}")
+    for key in ("detected", "targets"):
+        section = data.get(key)
+        if not isinstance(section, dict):
+            raise ValueError(f"{key!r} is not an object")
+        for name, entry in section.items():
+            if not isinstance(entry, dict):
+                raise ValueError(f"{key}.{name} is not an object")
+    salt = data.get("salt")
+    try:
+        if not isinstance(salt, str) or len(bytes.fromhex(salt)) < 16:
+            raise ValueError
+    except ValueError:
+        # Only the fingerprints depend on the salt: renew it and forget them, so that the new
+        # salt is not mistaken for a configuration change (which would lift stops).
+        data["salt"] = os.urandom(16).hex()
+        for entry in data["targets"].values():
+            entry.pop("config_fp", None)
+            entry.pop("secret_fp", None)
+    return data
+
+
 class StateLock:
     """The exclusive lock beside the state; waits up to `timeout` for another process."""
+
+    # Set while this process shuts down, so that a thread waiting for the lock lets it exit now
+    # instead of holding the exit back for up to `timeout` (the daemon on SIGTERM).
+    _give_up = threading.Event()
 
     def __init__(self, directory: Path, timeout: float) -> None:
         self.directory = directory
         self.timeout = timeout
         self._fd: int | None = None
 
+    @classmethod
+    def give_up_waiting(cls, give_up: bool = True) -> None:
+        """End every wait for the lock in this process now (and refuse new ones); False re-arms."""
+        if give_up:
+            cls._give_up.set()
+        else:
+            cls._give_up.clear()
+
     def acquire(self) -> None:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        path = self.directory / "lock"
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise DdnsagentError(
+                f"cannot open the state lock {path}: {exc.strerror} — "
+                "set [agent] state_dir to a writable directory"
+            ) from None
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -119,11 +170,15 @@ class StateLock:
                 self._fd = fd
                 return
             except BlockingIOError:
+                if self._give_up.is_set():
+                    os.close(fd)
+                    raise StateLockTimeout(f"stopped waiting for {path}: shutting down") from None
                 if time.monotonic() >= deadline:
                     os.close(fd)
                     raise StateLockTimeout(
-                        f"another ddnsagent held {self.directory / 'lock'} "
-                        f"for over {self.timeout:g}s"
+                        f"another ddnsagent process (the daemon, or a notify-now) held {path} "
+                        f"for over {self.timeout:g}s; try again later, or raise "
+                        "[agent] lock_timeout if its syncs are that slow"
                     ) from None
                 time.sleep(0.05)
 
