@@ -6,6 +6,7 @@ import json
 from typing import TextIO
 
 from ddnsagent.agent import SyncReport
+from ddnsagent.secrets import redact
 
 MARK = {
     "sent": "ok",
@@ -20,10 +21,12 @@ MARK = {
 
 
 def print_sync(report: SyncReport, out: TextIO, as_json: bool) -> None:
+    """Everything printed passes the secret mask, like the logs: a provider's message may quote
+    an answer that echoes a token."""
     if as_json:
-        json.dump(report.as_dict(), out, indent=2)
-        out.write("\n")
+        out.write(redact(json.dumps(report.as_dict(), indent=2)) + "\n")
         return
+    out = _Masked(out)  # type: ignore[assignment]
     for family, d in sorted(report.detections.items()):
         for note in d.notes:
             out.write(f"   IPv{family} {note}\n")
@@ -37,3 +40,11 @@ def print_sync(report: SyncReport, out: TextIO, as_json: bool) -> None:
             out.write(f"   fix: {t.fix}\n")
     if not report.targets and not report.detections:
         out.write("nothing configured to detect or send\n")
+
+
+class _Masked:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def write(self, text: str) -> int:
+        return self.out.write(redact(text))

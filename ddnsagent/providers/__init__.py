@@ -12,6 +12,9 @@ from ddnsagent.config import Table
 TYPES = {
     "mydns": "ddnsagent.providers.mydns",
     "dyndns2": "ddnsagent.providers.dyndns2",
+    "duckdns": "ddnsagent.providers.duckdns",
+    "dynv6": "ddnsagent.providers.dynv6",
+    "desec": "ddnsagent.providers.desec",
 }
 
 

@@ -9,6 +9,7 @@ service is in trouble and asks for at least 30 minutes of quiet.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
@@ -23,10 +24,15 @@ KEYS = "server|preset, hostnames, username, password|password_file|password_env"
 
 MAX_HOSTS_PER_REQUEST = 20  # the protocol's `numhost` limit
 
+# Each service's own update documentation gives the URL; a query in `server` is sent with every
+# update (OVH asks for `system=dyndns`). After 911, No-IP wants 30 minutes (the default), Dynu 10.
 PRESETS: dict[str, dict[str, object]] = {
     "noip": {"server": "https://dynupdate.no-ip.com/nic/update", "keepalive": 25 * 86400.0},
     "dynu": {"server": "https://api.dynu.com/nic/update", "wait_911": 600.0},
     "dyndns": {"server": "https://members.dyndns.org/nic/update"},
+    "ovh": {"server": "https://www.ovh.com/nic/update?system=dyndns"},
+    "strato": {"server": "https://dyndns.strato.com/nic/update"},
+    "variomedia": {"server": "https://dyndns.variomedia.de/nic/update"},
 }
 
 FATAL = {
@@ -131,7 +137,8 @@ class Client:
     def describe(self, family: int, address: IPAddress) -> str:
         s = self.settings
         hosts = ",".join(s.hostnames)
-        return f"GET {s.server}?hostname={hosts}&myip={address} as {s.username}"
+        joint = "&" if "?" in s.server else "?"
+        return f"GET {s.server}{joint}hostname={hosts}&myip={address} as {s.username}"
 
     async def update(self, family: int, address: IPAddress, client: httpx.AsyncClient) -> str:
         s = self.settings
@@ -139,7 +146,9 @@ class Client:
         register_basic_auth(s.username, password)
         results = []
         for batch in self._batches():
-            params = {"hostname": ",".join(batch), "myip": str(address)}
+            # httpx replaces the URL's own query with `params`, so keep it explicitly.
+            fixed = dict(parse_qsl(urlsplit(s.server).query, keep_blank_values=True))
+            params = {**fixed, "hostname": ",".join(batch), "myip": str(address)}
             try:
                 answer = await http.fetch(
                     client, "GET", s.server, params=params, auth=(s.username, password)

@@ -1,0 +1,156 @@
+"""deSEC: the dynDNS IP Update API at update.dedyn.io, one GET per address family.
+
+What deSEC's documentation (desec.readthedocs.io: dyndns/update-api, rate-limits) says, and what
+follows from it:
+
+- Authentication by HTTP Basic with a domain name as user and the token secret as password (the
+  method deSEC prefers); the token never travels in the URL. A failure is HTTP 401 (`badauth`).
+- `hostname` lists the names to update, comma-separated, all under one domain of the account;
+  the update is atomic. A name deSEC cannot place is 404 (`nohost`); a request it cannot accept
+  (names of two domains, no name and several domains, a malformed value) is 400.
+- A family whose parameters are absent is taken from the connection address, or its record is
+  *deleted*; deSEC therefore recommends giving both families every time and `preserve` for the
+  one not meant. The IPv4 update sends `myipv4=ADDR&myipv6=preserve`, the IPv6 update the mirror.
+- Success is 200 with the body `good`. Updates are throttled per domain (2 in 2 minutes, which
+  leaves room for one IPv4 and one IPv6 update); a throttled request gets 429 with
+  `Retry-After`, which becomes the least wait. deSEC's terms ask for updates only when something
+  changed, so there is no keepalive by default.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from ddnsagent import http
+from ddnsagent.address import IPAddress
+from ddnsagent.config import Table
+from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common
+from ddnsagent.secrets import Secret, redact, register_basic_auth
+
+TYPE = "desec"
+KEYS = "hostnames, token|token_file|token_env, url"
+
+DEFAULT_URL = "https://update.dedyn.io/"
+DEFAULT_THROTTLE_WAIT = 120.0  # the dyndns rate window, when the answer names no wait
+MAX_WAIT = 24 * 3600.0
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_SECONDS_IN_BODY = re.compile(r"available in (\d+) seconds?")
+
+
+@dataclass(frozen=True)
+class Settings(Common):
+    hostnames: tuple[str, ...]
+    token: Secret
+    url: str
+
+
+def from_table(t: Table) -> Settings:
+    common = read_common(t, ipv4=True, ipv6=False, keepalive=0.0)
+    names = [h.strip().lower().rstrip(".") for h in t.str_list("hostnames")]
+    if not names:
+        raise t.error("hostnames", "is empty", 'list at least one, e.g. ["myhome.dedyn.io"]')
+    for name in names:
+        if "." not in name or not all(_LABEL.match(label) for label in name.split(".")):
+            raise t.error("hostnames", f"{name!r} is not a fully qualified host name")
+    url = t.url("url", DEFAULT_URL, insecure_http=common["insecure_http"])
+    if url.split("?")[0].endswith((".ico", ".png")):
+        raise t.error("url", f"{url!r}: deSEC does not serve updates on paths ending .ico/.png")
+    token = t.secret("token")
+    assert token is not None
+    return Settings(**common, hostnames=tuple(dict.fromkeys(names)), token=token, url=url)
+
+
+def retry_after(value: str | None, body: str) -> float:
+    """The wait deSEC asked for: `Retry-After` (seconds or a date), else the body's sentence."""
+    seconds: float | None = None
+    if value:
+        try:
+            seconds = float(value.strip())
+        except ValueError:
+            try:
+                seconds = parsedate_to_datetime(value.strip()).timestamp() - time.time()
+            except (TypeError, ValueError):
+                seconds = None
+    if seconds is None:
+        found = _SECONDS_IN_BODY.search(body)
+        seconds = float(found.group(1)) if found else DEFAULT_THROTTLE_WAIT
+    return min(max(seconds, 1.0), MAX_WAIT)
+
+
+def judge(status: int, body: str, hostnames: tuple[str, ...] | list[str], wait: str | None) -> str:
+    """The meaning of one answer; pure, so it is tested on plain strings.
+
+    `wait` is the answer's Retry-After header, if any.
+    """
+    text = redact(" ".join(body.split()))[:160]
+    names = ",".join(hostnames)
+    if status == 200:
+        if text.split()[:1] == ["good"]:
+            return f"{names}: good"
+        raise TransientError(f"deSEC answered 200 without `good`: {text!r}")
+    if status == 401:
+        raise FatalAnswer(
+            f"badauth: deSEC refused the token (HTTP 401: {text!r})",
+            "check token: it must be a deSEC token secret, not the account password",
+        )
+    if status == 404:
+        raise FatalAnswer(
+            f"nohost: deSEC has no domain for {names} in this account (HTTP 404)",
+            "check hostnames",
+        )
+    if status == 400:
+        raise FatalAnswer(
+            f"deSEC refused the request (HTTP 400): {text!r}",
+            "check hostnames: all must be under one domain; use one [[provider]] per domain",
+        )
+    if status == 403:
+        raise FatalAnswer(
+            f"deSEC does not allow dynamic updates for {names} (HTTP 403)",
+            "check hostnames, or ask deSEC support",
+        )
+    if status == 429:
+        raise TransientError(
+            f"deSEC throttled the update (HTTP 429): {text!r}", min_wait=retry_after(wait, body)
+        )
+    if status >= 500:
+        raise TransientError(f"deSEC answered HTTP {status}")
+    raise FatalAnswer(f"deSEC answered HTTP {status}", "check url")
+
+
+def _params(hostnames: tuple[str, ...], family: int, address: IPAddress) -> dict[str, str]:
+    mine, other = ("myipv4", "myipv6") if family == 4 else ("myipv6", "myipv4")
+    return {"hostname": ",".join(hostnames), mine: str(address), other: "preserve"}
+
+
+class Client:
+    TYPE = TYPE
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def describe(self, family: int, address: IPAddress) -> str:
+        s = self.settings
+        query = "&".join(f"{k}={v}" for k, v in _params(s.hostnames, family, address).items())
+        return f"GET {s.url}?{query} as {s.hostnames[0]} (Basic, token)"
+
+    async def update(self, family: int, address: IPAddress, client: httpx.AsyncClient) -> str:
+        s = self.settings
+        token = s.token.reveal()
+        user = s.hostnames[0]
+        register_basic_auth(user, token)
+        try:
+            answer = await http.fetch(
+                client,
+                "GET",
+                s.url,
+                params=_params(s.hostnames, family, address),
+                auth=(user, token),
+            )
+        except http.HTTPFailure as exc:
+            raise TransientError(redact(str(exc))) from None
+        return judge(answer.status, answer.body, s.hostnames, answer.headers.get("retry-after"))

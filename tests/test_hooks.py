@@ -1,0 +1,150 @@
+"""Hook scripts: what pppd, NetworkManager and networkd-dispatcher tell us, and the control
+channel to a running daemon."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from ddnsagent import control
+from ddnsagent.hooks import from_environment
+
+
+def test_debian_ppp_ip_up_d() -> None:
+    env = {"PPP_IFACE": "ppp0", "PPP_LOCAL": "203.0.113.5", "PPP_REMOTE": "198.51.100.1"}
+    e = from_environment(env, [])
+    assert (e.caller, e.interface, [str(a) for a in e.addresses]) == (
+        "pppd",
+        "ppp0",
+        ["203.0.113.5"],
+    )
+
+
+def test_pppd_ip_up_itself() -> None:
+    e = from_environment({"IFNAME": "ppp1", "IPLOCAL": "203.0.113.6"}, [])
+    assert e.interface == "ppp1" and str(e.addresses[0]) == "203.0.113.6"
+
+
+def test_pppd_positional_arguments() -> None:
+    env = {"PPP_IFACE": "ppp0"}
+    e = from_environment(env, ["ppp0", "/dev/ttyS0", "115200", "203.0.113.9", "198.51.100.1"])
+    assert str(e.addresses[0]) == "203.0.113.9"
+
+
+def test_networkmanager_dispatcher() -> None:
+    env = {
+        "DEVICE_IP_IFACE": "enp1s0",
+        "IP4_NUM_ADDRESSES": "2",
+        "IP4_ADDRESS_1": "203.0.113.12/24 203.0.113.1",
+        "IP4_ADDRESS_0": "203.0.113.11/24 203.0.113.1",
+        "IP6_ADDRESS_0": "2001:db8::11/64 ::",
+    }
+    e = from_environment(env, ["enp1s0", "up"])
+    assert e.caller == "NetworkManager" and e.relevant
+    assert [str(a) for a in e.addresses] == ["203.0.113.11", "203.0.113.12", "2001:db8::11"]
+    assert not from_environment(env, ["enp1s0", "down"]).relevant
+
+
+def test_networkd_dispatcher() -> None:
+    env = {
+        "IFACE": "wan0",
+        "STATE": "routable",
+        "IP_ADDRS": "203.0.113.20",
+        "IP6_ADDRS": "2001:db8::20",
+    }
+    e = from_environment(env, [])
+    assert e.caller == "networkd-dispatcher" and e.relevant
+    assert [str(a) for a in e.addresses] == ["203.0.113.20", "2001:db8::20"]
+    assert not from_environment({**env, "STATE": "degraded"}, []).relevant
+
+
+def test_unknown_caller_and_garbage() -> None:
+    assert from_environment({}, []).addresses == []
+    e = from_environment({"PPP_IFACE": "ppp0", "PPP_LOCAL": "not-an-ip"}, [])
+    assert e.addresses == []
+
+
+def test_control_channel_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "control.sock"
+    seen: list[dict[str, object]] = []
+
+    async def handler(request: dict[str, object]) -> dict[str, object]:
+        seen.append(request)
+        await asyncio.sleep(0.05)
+        return {"ok": True, "echo": request.get("cmd")}
+
+    async def scenario() -> None:
+        server = await control.serve(path, handler)
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
+        try:
+            answer = await control.request(path, {"cmd": "sync"}, 5)
+            assert answer == {"ok": True, "echo": "sync"}
+        finally:
+            server.close()
+            await server.wait_closed()
+        path.unlink()
+        assert await control.request(path, {"cmd": "sync"}, 1) is None
+
+    asyncio.run(scenario())
+    assert seen == [{"cmd": "sync"}]
+
+
+def test_control_channel_rejects_garbage(tmp_path: Path) -> None:
+    path = tmp_path / "c.sock"
+
+    async def handler(request: dict[str, object]) -> dict[str, object]:
+        raise AssertionError("must not be called")
+
+    async def scenario() -> dict[str, object]:
+        server = await control.serve(path, handler)
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(path))
+            writer.write(b"[1, 2\n")
+            await writer.drain()
+            import json
+
+            answer: dict[str, object] = json.loads(await reader.readline())
+            writer.close()
+            return answer
+        finally:
+            server.close()
+
+    answer = asyncio.run(scenario())
+    assert answer["ok"] is False and "bad request" in str(answer["error"])
+
+
+@pytest.mark.parametrize("timeout", [0.5])
+def test_reconnect_command_timeout_kills_the_process_group(tmp_path: Path, timeout: float) -> None:
+    """A reconnect helper that hangs (and leaves a child) is killed as a group."""
+    import os
+
+    from ddnsagent.relay.watchdog import run_command
+
+    pidfile = tmp_path / "child.pid"
+    script = tmp_path / "hang"
+    script.write_text(f"#!/bin/sh\necho starting\nsleep 60 &\necho $! > {pidfile}\nwait\n")
+    script.chmod(0o755)
+    result = asyncio.run(run_command((str(script),), timeout, "test"))
+    assert result.returncode is None and "starting" in result.output
+    child = int(pidfile.read_text())
+    import time
+
+    for _ in range(50):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the reconnect command's child survived the timeout")
+
+
+def test_reconnect_command_failure_reported(tmp_path: Path) -> None:
+    from ddnsagent.relay.watchdog import run_command
+
+    result = asyncio.run(run_command(("sh", "-c", "echo no link >&2; exit 4"), 5, "test"))
+    assert result.returncode == 4 and "no link" in result.output
+    missing = asyncio.run(run_command((str(tmp_path / "nope"),), 5, "test"))
+    assert missing.returncode == 127
