@@ -133,9 +133,9 @@ class Agent:
             found = await asyncio.gather(*(detect(cfg.detect, f) for f in families))
             report.detections = dict(zip(families, found, strict=True))
         for family, d in report.detections.items():
-            if d.address is not None and not options.dry_run:
-                if _remember_detection(state, family, d, now):
-                    report.changed.append(family)
+            remember = d.address is not None and not options.dry_run
+            if remember and _remember_detection(state, family, d, now):
+                report.changed.append(family)
 
         jobs = [self._provider(cfg, state, s, report, options) for s in cfg.providers]
         await asyncio.gather(*jobs)
