@@ -23,6 +23,7 @@ from ddnsagent.detect import Detection, detect
 from ddnsagent.errors import SecretUnavailable
 from ddnsagent.providers import client_for
 from ddnsagent.providers.base import FatalAnswer, TransientError
+from ddnsagent.secrets import redact
 from ddnsagent.state import State, StateLock
 
 log = logging.getLogger(__name__)
@@ -205,8 +206,11 @@ class Agent:
             entry.fix = "fix the secret's source, then run again"
             return
         except FatalAnswer as exc:
-            target["stopped"] = {"reason": str(exc), "fix": exc.fix, "since": now}
-            entry.action, entry.message = "stopped", str(exc)
+            # Answers are quoted in messages and kept in the state, which `status` prints from
+            # another process that never read the secret: mask them before they are stored.
+            reason = redact(str(exc))
+            target["stopped"] = {"reason": reason, "fix": exc.fix, "since": now}
+            entry.action, entry.message = "stopped", reason
             entry.fix = f"{exc.fix}, then run `ddnsagent reset {name}`"
             log.error("%s: STOPPED: %s — %s", name, exc, entry.fix)
             state.save()
@@ -214,19 +218,20 @@ class Agent:
         except TransientError as exc:
             failures = int(trouble.get("failures", 0)) + 1
             wait = max(backoff(failures), exc.min_wait)
+            error = redact(str(exc))
             target["backoff"][str(family)] = {
                 "failures": failures,
                 "retry_after": now + wait,
-                "last_error": str(exc),
+                "last_error": error,
             }
             entry.action = "failed"
-            entry.message = f"{exc}; next try after {_ts(now + wait)}"
+            entry.message = f"{error}; next try after {_ts(now + wait)}"
             log.warning("%s: IPv%d update failed: %s", name, family, entry.message)
             state.save()
             return
         target["sent"][str(family)] = {"address": str(address), "time": time.time()}
         target["backoff"].pop(str(family), None)
-        entry.action, entry.message = "sent", f"{why}: {message}"
+        entry.action, entry.message = "sent", redact(f"{why}: {message}")
         log.info("%s: IPv%d %s sent (%s)", name, family, address, entry.message)
         state.save()
 
@@ -246,7 +251,9 @@ class Agent:
             return isinstance(exc, TransientError) and exc.min_wait == 0
 
         delay = cfg.agent.retry_delay
-        async with http.client(family, cfg.detect.timeout) as client:
+        # Only services that read the address from the connection need the family's route.
+        bound = family if getattr(provider, "BIND_FAMILY", False) else None
+        async with http.client(bound, cfg.detect.timeout) as client:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(cfg.agent.retries),
                 wait=wait_exponential(multiplier=delay, max=30) + wait_random(0, delay),

@@ -31,6 +31,10 @@ class Daemon:
         self.agent = Agent(cfg)
         self.stopping = asyncio.Event()
         self.scheduler: Any = None
+        self.watcher: Any = None
+        self._rewatch: asyncio.Future[None] | None = None
+        self._watched: set[str] = set()
+        self._said_no_netlink = False
 
     async def tick(self, reason: str = "schedule") -> None:
         """One scheduled sync; a failure is logged and the schedule goes on."""
@@ -103,6 +107,38 @@ class Daemon:
             next_run_time=datetime.now(),
         )
 
+    async def _watch_interfaces(self) -> None:
+        """Learn of address changes on `interface:` sources from the kernel, and sync at once.
+
+        Where netlink cannot be used, say so once; the interval schedule still polls.
+        """
+        from ddnsagent.detect import netlink
+
+        cfg = self.agent.config.detect
+        names = {s.arg for f in (4, 6) for s in cfg.sources(f) if s.kind == "interface"}
+        if names == self._watched:
+            return
+        if self.watcher is not None:
+            self.watcher.close()
+            self.watcher = None
+        self._watched = names
+        if not names:
+            return
+        watcher = netlink.AddressWatcher(names, lambda: self._trigger("address"), debounce=0.15)
+        try:
+            await watcher.start()
+        except netlink.NetlinkUnavailable as exc:
+            if not self._said_no_netlink:
+                log.warning(
+                    "cannot watch %s for address changes (%s); checking every interval instead",
+                    ", ".join(sorted(names)),
+                    exc,
+                )
+                self._said_no_netlink = True
+            return
+        self.watcher = watcher
+        log.info("watching %s for address changes", ", ".join(sorted(names)))
+
     def reload(self) -> None:
         try:
             new = config_mod.load(self.path)
@@ -116,6 +152,7 @@ class Daemon:
         logsetup.set_level(new.agent.log_level)
         self._schedule(now=False)  # the new interval counts from here; the sync is below
         log.info("configuration reloaded from %s", self.path)
+        self._rewatch = asyncio.ensure_future(self._watch_interfaces())
         self._trigger("reload")
 
     def _schedule(self, now: bool = True) -> None:
@@ -167,6 +204,7 @@ class Daemon:
                 socket_path,
                 exc.strerror,
             )
+        await self._watch_interfaces()
         watch = None
         if self.agent.config.relay is not None:
             from ddnsagent.relay.watchdog import RelayWatch
@@ -180,6 +218,8 @@ class Daemon:
                 socket_path.unlink()
         if watch is not None:
             watch.cancel()
+        if self.watcher is not None:
+            self.watcher.close()
         self.scheduler.shutdown(wait=False)
         # A sync waiting for the state lock waits in a thread, which asyncio.run would join:
         # make it give up, or the exit would take up to lock_timeout.

@@ -15,6 +15,7 @@ TYPES = {
     "duckdns": "ddnsagent.providers.duckdns",
     "dynv6": "ddnsagent.providers.dynv6",
     "desec": "ddnsagent.providers.desec",
+    "cloudflare": "ddnsagent.providers.cloudflare",
 }
 
 

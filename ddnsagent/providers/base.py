@@ -83,6 +83,9 @@ class Provider(Protocol):
 
     settings: Any
     TYPE: ClassVar[str]
+    # True when the service takes the address from the connection (MyDNS): the agent then
+    # hands `update` a client bound to the family. Others get an unbound client.
+    BIND_FAMILY: ClassVar[bool]
 
     async def update(self, family: int, address: IPAddress, http: httpx.AsyncClient) -> str: ...
 

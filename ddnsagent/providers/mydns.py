@@ -71,6 +71,7 @@ def judge(status: int, body: str) -> str:
 
 class Client:
     TYPE = TYPE
+    BIND_FAMILY = True  # MyDNS notifies the address the request comes from
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
