@@ -139,6 +139,7 @@ class Agent:
                 report.changed.append(family)
 
         jobs = [self._provider(cfg, state, s, report, options) for s in cfg.providers]
+        jobs += [self._zone(state, z, report, options) for z in cfg.zones]
         await asyncio.gather(*jobs)
         if not options.dry_run:
             state.save()
@@ -264,6 +265,62 @@ class Agent:
                     result: str = await provider.update(family, address, client)
                     return result
         raise AssertionError("unreachable")
+
+    async def _zone(
+        self, state: State, settings: Any, report: SyncReport, options: SyncOptions
+    ) -> None:
+        """Keep one local zone in step. Independent of providers: a failing zone blocks
+        nothing else, and is tried again at every sync until it succeeds."""
+        from ddnsagent.zones.base import ZoneApplyError, desired
+        from ddnsagent.zones.registry import backend_for
+
+        addresses = {f: d.address for f, d in report.detections.items() if d.address is not None}
+        if not addresses:
+            return
+        shown = ", ".join(str(a) for _, a in sorted(addresses.items()))
+        entry = TargetReport(settings.name, f"zone:{settings.type}", 0, shown, "unchanged", "")
+        report.targets.append(entry)
+        zones: dict[str, Any] = state.data.setdefault("zones", {})
+        last = zones.get(settings.name, {})
+        applied = {int(k): v for k, v in last.get("addresses", {}).items()}
+        wanted = {f: str(a) for f, a in addresses.items()}
+        fingerprint = repr(settings)
+        if (
+            not options.force
+            and last.get("result") == "ok"
+            and last.get("fingerprint") == fingerprint
+            and all(applied.get(f) == a for f, a in wanted.items())
+        ):
+            entry.message = f"already holds {shown}"
+            return
+        backend = backend_for(settings)
+        want = desired(settings, addresses)
+        if options.dry_run:
+            entry.action, entry.message = "dry-run", f"would apply: {backend.describe(want)}"
+            return
+        try:
+            message = await backend.apply(want)
+        except ZoneApplyError as exc:
+            entry.action, entry.message = "failed", redact(str(exc))
+            zones[settings.name] = {
+                **last,
+                "result": "failed",
+                "error": entry.message,
+                "time": time.time(),
+            }
+            log.warning("zone %s: %s", settings.name, entry.message)
+            state.save()
+            return
+        entry.action, entry.message = "sent", message
+        zones[settings.name] = {
+            "result": "ok",
+            "addresses": {str(f): a for f, a in {**applied, **wanted}.items()},
+            "fingerprint": fingerprint,
+            "time": time.time(),
+            "message": message,
+        }
+        log.info("zone %s: %s", settings.name, message)
+        state.save()
 
 
 def _due(

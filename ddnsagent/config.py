@@ -271,6 +271,7 @@ class Config:
     providers: tuple[Any, ...]  # provider settings objects, see ddnsagent.providers
     relay: RelayConfig | None = None
     reconnect: ReconnectConfig | None = None
+    zones: tuple[Any, ...] = ()  # local-zone settings objects, see ddnsagent.zones.registry
 
     @property
     def families(self) -> list[int]:
@@ -337,10 +338,32 @@ def parse(data: dict[str, Any], path: Path) -> Config:
             raise ConfigError(path, f"{label}.name", f"{settings.name!r} is used twice")
         names.add(settings.name)
         parsed.append(settings)
+    zones = _parse_zones(top, path, names)
     relay = _parse_relay(top.table("relay")) if top.has("relay") else None
     reconnect = _parse_reconnect(top.table("reconnect")) if top.has("reconnect") else None
     top.finish()
-    return Config(path, agent, detect, tuple(parsed), relay, reconnect)
+    return Config(path, agent, detect, tuple(parsed), relay, reconnect, zones)
+
+
+def _parse_zones(top: Table, path: Path, taken: set[str]) -> tuple[Any, ...]:
+    """[[zone]] tables; their names share one namespace with the providers (state, status)."""
+    zone_list = top.raw("zone", [])
+    if not isinstance(zone_list, list):
+        raise top.error("zone", "must be written as [[zone]] tables")
+    from ddnsagent.zones import registry
+
+    out = []
+    for i, item in enumerate(zone_list):
+        if not isinstance(item, dict):
+            raise top.error(f"zone[{i}]", "must be a table")
+        name = item.get("name")
+        label = f"zone[{i}]" if not isinstance(name, str) else f"zone.{name}"
+        settings = registry.parse_settings(Table(item, label, path))
+        if settings.name in taken:
+            raise ConfigError(path, f"{label}.name", f"{settings.name!r} is used twice")
+        taken.add(settings.name)
+        out.append(settings)
+    return tuple(out)
 
 
 def _argv(t: Table, name: str, default: Any = _MISSING, allow_empty: bool = True) -> Any:

@@ -35,7 +35,8 @@ def print_sync(report: SyncReport, out: TextIO, as_json: bool) -> None:
         else:
             out.write(f"!! IPv{family} address not found; nothing will be sent for IPv{family}\n")
     for t in report.targets:
-        out.write(f"{MARK[t.action]} {t.name} [{t.type}] IPv{t.family}: {t.action}: {t.message}\n")
+        what = f"IPv{t.family}" if t.family else "local zone"
+        out.write(f"{MARK[t.action]} {t.name} [{t.type}] {what}: {t.action}: {t.message}\n")
         if t.fix:
             out.write(f"   fix: {t.fix}\n")
     if not report.targets and not report.detections:
