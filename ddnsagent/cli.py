@@ -53,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true", help="overwrite an existing file")
     c = cmd("reset", "lift a stop or back-off of a target and forget what was sent to it")
     c.add_argument("name", help="the provider's name")
+    c = cmd("acme-hook", "certbot manual hook: publish/remove the DNS-01 TXT record via MyDNS")
+    c.add_argument("service", choices=["mydns"], help="the DNS service holding the name")
+    mode = c.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--auth", action="store_true", help="as --manual-auth-hook")
+    mode.add_argument("--cleanup", action="store_true", help="as --manual-cleanup-hook")
+    c.add_argument("--provider", metavar="NAME", help="which mydns provider (default: the first)")
+    c.add_argument(
+        "--wait", type=float, default=0.0, help="seconds to wait after --auth for propagation"
+    )
+    cmd("providers", "list the provider and local-zone types with their keys")
     c = cmd("reconnect", "get a new WAN address now: reconnect, re-notify, flush the mail queue")
     c.add_argument("--ignore-cooldown", action="store_true", help="run even within the cooldown")
     c = cmd("hook", "entry point for pppd, NetworkManager and networkd-dispatcher scripts")
@@ -89,6 +99,8 @@ def _err(text: str) -> None:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "init":
         return _init(args)
+    if args.command == "providers":
+        return _providers()
     from ddnsagent import config, logsetup
 
     path: Path = getattr(args, "path", None) or args.config or config.default_config_path()
@@ -111,6 +123,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _reset(args, cfg)
     if args.command == "reconnect":
         return _reconnect(args, cfg)
+    if args.command == "acme-hook":
+        from ddnsagent import acme
+
+        return acme.main(cfg, "auth" if args.auth else "cleanup", args.provider, wait=args.wait)
     if args.command == "hook":
         return _hook(args, cfg)
     raise AssertionError(args.command)
@@ -248,6 +264,21 @@ def _print_relay(r: dict[str, Any]) -> None:
     if rec:
         print(f"  last recovery: {_ts(rec['time'])} after {rec['seconds']:.1f}s")
     print(f"  bounces generated in the last hour: {r['bounces_last_hour']}")
+
+
+def _providers() -> int:
+    from ddnsagent import providers
+    from ddnsagent.zones import registry
+
+    print("[[provider]] types (common keys: name, type, ipv4, ipv6, keepalive, insecure_http):")
+    for name in providers.TYPES:
+        print(f"  {name:<11} {providers.module(name).KEYS}")
+    if registry.TYPES:
+        print("[[zone]] types (common keys: name, type, origin, names, hosts, prefix_length,")
+        print("                 ttl, verify):")
+        for name in registry.TYPES:
+            print(f"  {name:<11} {registry.module(name).KEYS}")
+    return EXIT_OK
 
 
 def _hook(args: argparse.Namespace, cfg: Any) -> int:

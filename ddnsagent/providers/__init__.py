@@ -16,6 +16,8 @@ TYPES = {
     "dynv6": "ddnsagent.providers.dynv6",
     "desec": "ddnsagent.providers.desec",
     "cloudflare": "ddnsagent.providers.cloudflare",
+    "url": "ddnsagent.providers.url",
+    "lexicon": "ddnsagent.providers.lexicon",
 }
 
 
