@@ -198,6 +198,9 @@ async def reconnect(
             log.warning("reconnect not run (%s): %s", reason, refused[0])
             return ReconnectOutcome(False, f"not run: {refused[0]}")
         old = current_address(cfg)
+        if old is None:  # nothing synced yet: learn the address we are about to leave
+            found = await detect(cfg.detect, 4)
+            old = str(found.address) if found.address is not None else None
         log.warning("reconnecting (%s): running %s", reason, " ".join(rc.command))
         result = await run_command(rc.command, rc.timeout, "reconnect")
         new = await _wait_for_new_address(cfg, old, rc.wait_for_address, detect)
