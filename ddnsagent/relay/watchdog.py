@@ -335,7 +335,10 @@ class RelayWatch:
             argv += ["-t", ident]
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+                *argv,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
             )
         except OSError as exc:
             log.error("relay watch: cannot run journalctl: %s", exc.strerror)
@@ -346,8 +349,7 @@ class RelayWatch:
                 line = raw[:1_000_000].decode(errors="replace")
                 self.feed(parse_journal_json(line, self._host(), self.patterns))
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+            _kill_group(proc.pid, signal.SIGKILL)
             await proc.wait()
 
     def _host(self) -> str:
