@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", type=float, default=0.0, help="seconds to wait after --auth for propagation"
     )
     cmd("providers", "list the provider and local-zone types with their keys")
+    c = cmd("doctor", "check the backscatter trap: local resolver, wildcards, MX, Postfix, relay")
+    c.add_argument("--json", action="store_true")
     c = cmd("reconnect", "get a new WAN address now: reconnect, re-notify, flush the mail queue")
     c.add_argument("--ignore-cooldown", action="store_true", help="run even within the cooldown")
     c = cmd("hook", "entry point for pppd, NetworkManager and networkd-dispatcher scripts")
@@ -123,6 +125,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _reset(args, cfg)
     if args.command == "reconnect":
         return _reconnect(args, cfg)
+    if args.command == "doctor":
+        from ddnsagent import doctor
+
+        return doctor.main(cfg, args.json, sys.stdout)
     if args.command == "acme-hook":
         from ddnsagent import acme
 
