@@ -57,9 +57,9 @@ class Decider:
             self.bounces.popleft()
         return len(self.bounces)
 
-    def observe(self, event: RelayEvent, current: str | None, now: float | None = None) -> (
-        Decision | None
-    ):
+    def observe(
+        self, event: RelayEvent, current: str | None, now: float | None = None
+    ) -> Decision | None:
         now = time.time() if now is None else now
         at = event_time(event, now)
         if event.kind is EventKind.BOUNCE_GENERATED:

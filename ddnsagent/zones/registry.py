@@ -9,7 +9,10 @@ from typing import Any
 
 from ddnsagent.config import Table
 
-TYPES: dict[str, str] = {}
+TYPES = {
+    "unbound": "ddnsagent.zones.unbound",
+    "dnsmasq": "ddnsagent.zones.dnsmasq",
+}
 
 
 def module(type_name: str) -> ModuleType:
