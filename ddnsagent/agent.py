@@ -13,6 +13,7 @@ import hashlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +111,9 @@ class Agent:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._running = asyncio.Lock()
+        # Called with every real sync's report (metrics, notifications, systemd status); here
+        # and not in the daemon, because the relay watchdog syncs through the agent directly.
+        self.on_report: list[Callable[[SyncReport], None]] = []
 
     async def sync(self, options: SyncOptions) -> SyncReport:
         """One sync at a time in this process, and one across processes via the state lock."""
@@ -119,9 +123,16 @@ class Agent:
             await asyncio.to_thread(lock.acquire)
             try:
                 state = State(cfg.agent.state_dir).load()
-                return await self._sync_locked(cfg, state, options)
+                report = await self._sync_locked(cfg, state, options)
             finally:
                 lock.release()
+        if not options.dry_run:
+            for observer in self.on_report:
+                try:
+                    observer(report)
+                except Exception:
+                    log.exception("a report observer failed")
+        return report
 
     async def _sync_locked(self, cfg: Config, state: State, options: SyncOptions) -> SyncReport:
         report = SyncReport(options.reason)

@@ -272,6 +272,8 @@ class Config:
     relay: RelayConfig | None = None
     reconnect: ReconnectConfig | None = None
     zones: tuple[Any, ...] = ()  # local-zone settings objects, see ddnsagent.zones.registry
+    metrics: Any = None  # ddnsagent.metrics.MetricsConfig
+    notify: Any = None  # ddnsagent.notify.NotifyConfig
 
     @property
     def families(self) -> list[int]:
@@ -341,8 +343,17 @@ def parse(data: dict[str, Any], path: Path) -> Config:
     zones = _parse_zones(top, path, names)
     relay = _parse_relay(top.table("relay")) if top.has("relay") else None
     reconnect = _parse_reconnect(top.table("reconnect")) if top.has("reconnect") else None
+    metrics = notify = None
+    if top.has("metrics"):
+        from ddnsagent.metrics import parse_metrics
+
+        metrics = parse_metrics(top.table("metrics"))
+    if top.has("notify"):
+        from ddnsagent.notify import parse_notify
+
+        notify = parse_notify(top.table("notify"))
     top.finish()
-    return Config(path, agent, detect, tuple(parsed), relay, reconnect, zones)
+    return Config(path, agent, detect, tuple(parsed), relay, reconnect, zones, metrics, notify)
 
 
 def _parse_zones(top: Table, path: Path, taken: set[str]) -> tuple[Any, ...]:

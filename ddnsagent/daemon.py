@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from ddnsagent import config as config_mod
 from ddnsagent import logsetup
 from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.errors import ConfigError, DdnsagentError
-from ddnsagent.state import StateLock
+from ddnsagent.state import State, StateLock
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,74 @@ class Daemon:
         self._rewatch: asyncio.Future[None] | None = None
         self._watched: set[str] = set()
         self._said_no_netlink = False
+        self._tasks: list[asyncio.Future[Any]] = []
+        from ddnsagent import metrics, notify, sdnotify
+
+        self.sd = sdnotify.Notifier.from_env(unset=True)
+        self.metrics = metrics.Metrics()
+        self.notifier = notify.Notifier()  # disabled until [notify] is loaded
+        self._metrics_server: Any = None
+        self._textfile: asyncio.Future[None] | None = None
+        self.agent.on_report.append(self._observe)
+
+    # -- what the outside world hears ------------------------------------------------------------
+
+    def _observe(self, report: Any) -> None:
+        self.metrics.observe_sync(report)
+        self.notifier.observe_sync(report)
+        addresses = ", ".join(
+            f"IPv{f} {d.address}" for f, d in sorted(report.detections.items()) if d.address
+        )
+        worst = {
+            0: "ok",
+            1: "some targets will retry",
+            2: "configuration problem",
+            3: "a target is stopped",
+        }[report.exit_code]
+        self.sd.status(f"{addresses or 'no address'}; last sync: {worst}")
+
+    def relay_signal(self, kind: str) -> None:
+        self.metrics.observe_signal(kind)
+
+    def backscatter(self, rate: int, limit: int) -> None:
+        self.notifier.backscatter(rate, limit)
+
+    def reconnected(self, outcome: Any) -> None:
+        from ddnsagent.metrics import reconnect_result
+
+        self.metrics.observe_reconnect(reconnect_result(outcome))
+        self.notifier.observe_reconnect(outcome)
+
+    async def _start_outputs(self, old: config_mod.Config | None) -> None:
+        """Metrics endpoint / textfile and notifications, (re)built when their settings change."""
+        from ddnsagent import metrics, notify
+
+        cfg = self.agent.config
+        if old is None or old.metrics != cfg.metrics:
+            if self._metrics_server is not None:
+                self._metrics_server.close()
+                self._metrics_server = None
+            if self._textfile is not None:
+                self._textfile.cancel()
+                self._textfile = None
+            m = cfg.metrics
+            if m is not None and m.listen is not None:
+                try:
+                    self._metrics_server = await metrics.serve(self.metrics, *m.listen)
+                    log.info("metrics on http://%s:%d/metrics", *m.listen)
+                except OSError as exc:
+                    log.warning("no metrics endpoint at %s:%d: %s", *m.listen, exc.strerror)
+            if m is not None and m.textfile is not None:
+                self._textfile = asyncio.ensure_future(
+                    metrics.textfile_loop(self.metrics, m.textfile)
+                )
+        previous = self.notifier
+        if cfg.notify is not None:
+            self.notifier = await notify.Notifier.load(cfg.notify, previous)
+        else:
+            self.notifier = notify.Notifier()
+        if previous is not self.notifier:
+            previous.close()
 
     async def tick(self, reason: str = "schedule") -> None:
         """One scheduled sync; a failure is logged and the schedule goes on."""
@@ -91,6 +160,7 @@ class Daemon:
                 "requested by hand",
                 ignore_cooldown=bool(request.get("ignore_cooldown")),
             )
+            self.reconnected(outcome)
             return {"ok": outcome.done, "message": outcome.message}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
@@ -140,15 +210,21 @@ class Daemon:
         log.info("watching %s for address changes", ", ".join(sorted(names)))
 
     def reload(self) -> None:
+        self.sd.reloading()
         try:
             new = config_mod.load(self.path)
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
+            self.sd.ready("reload refused; running with the previous configuration")
             return
         except Exception:
             log.exception("reload refused, keeping the running configuration")
+            self.sd.ready("reload refused; running with the previous configuration")
             return
+        old = self.agent.config
         self.agent.config = new
+        self._tasks.append(asyncio.ensure_future(self._start_outputs(old)))
+        self.sd.ready(f"configuration reloaded; every {int(new.agent.interval)}s")
         logsetup.set_level(new.agent.log_level)
         self._schedule(now=False)  # the new interval counts from here; the sync is below
         log.info("configuration reloaded from %s", self.path)
@@ -209,9 +285,24 @@ class Daemon:
         if self.agent.config.relay is not None:
             from ddnsagent.relay.watchdog import RelayWatch
 
-            watch = asyncio.ensure_future(RelayWatch(self.agent.config, self.agent).run())
+            relay_watch = RelayWatch(self.agent.config, self.agent, events=self)
+            self.metrics.set_bounce_rate(lambda: relay_watch.decider.bounce_rate(time.time()))
+            watch = asyncio.ensure_future(relay_watch.run())
+        with contextlib.suppress(DdnsagentError):
+            self.metrics.seed_from_state(State(a.state_dir).load().data)
+        await self._start_outputs(None)
+        from ddnsagent import sdnotify
+
+        self.sd.ready(f"checking every {int(a.interval)}s")
+        self._tasks.append(
+            asyncio.ensure_future(sdnotify.watchdog_loop(self.sd, lambda: self.scheduler.running))
+        )
         await self.stopping.wait()
         log.info("stopping")
+        self.sd.stopping()
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+        await self.notifier.aclose(3)
         if server is not None:
             server.close()
             with contextlib.suppress(OSError):

@@ -45,5 +45,5 @@ def set_level(level: str) -> None:
     logging.getLogger().setLevel(numeric)
     # Third-party libraries speak at our debug level only.
     quiet = logging.DEBUG if numeric <= logging.DEBUG else logging.WARNING
-    for name in ("httpx", "httpcore", "apscheduler", "asyncio"):
+    for name in ("httpx", "httpcore", "apscheduler", "asyncio", "apprise", "urllib3", "tldextract"):
         logging.getLogger(name).setLevel(quiet)

@@ -282,10 +282,11 @@ async def _record(
 class RelayWatch:
     """The daemon's eye on the mail log. Runs until cancelled."""
 
-    def __init__(self, cfg: Config, agent: Any) -> None:
+    def __init__(self, cfg: Config, agent: Any, events: Any = None) -> None:
         assert cfg.relay is not None
         self.cfg = cfg
         self.agent = agent
+        self.events = events  # the daemon: relay_signal(), backscatter(), reconnected()
         relay = cfg.relay
         self.patterns = DEFAULT_RATE_PATTERNS + compile_rate_patterns(relay.patterns)
         self.decider = Decider(relay.threshold, relay.window, relay.settle)
@@ -359,6 +360,8 @@ class RelayWatch:
     def feed(self, event: RelayEvent | None) -> None:
         if event is None:
             return
+        if self.events is not None:
+            self.events.relay_signal(event.kind.value)
         now = time.time()
         decision = self.decider.observe(event, current_address(self.cfg), now)
         self._check_bounces(now)
@@ -391,6 +394,8 @@ class RelayWatch:
                 await renotify(self.cfg, self.agent, decision.reason)
             else:
                 outcome = await reconnect(self.cfg, self.agent, decision.reason)
+                if self.events is not None:
+                    self.events.reconnected(outcome)
                 if not outcome.done:
                     log.warning("relay: %s", outcome.message)
         except Exception:
@@ -408,6 +413,8 @@ class RelayWatch:
         limit = self.cfg.relay.bounce_warn
         if limit and rate > limit and now - self._last_warned_rate > 3600:
             self._last_warned_rate = now
+            if self.events is not None:
+                self.events.backscatter(rate, limit)
             log.warning(
                 "this server generated %d bounces in the last hour (warning above %d): "
                 "backscatter uses up the relay's per-address limit — see `ddnsagent doctor`",
