@@ -180,9 +180,7 @@ def test_a_directory_or_fifo_is_waited_on(log: Path) -> None:
     assert follower.poll() == [] and follower.waiting
 
 
-def test_an_unreadable_file_is_waited_on(log: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads everything")
+def _unreadable_scenario(log: Path) -> None:
     write(log, "a\n")
     log.chmod(0)
     follower = LogFollower(log)
@@ -190,6 +188,32 @@ def test_an_unreadable_file_is_waited_on(log: Path) -> None:
     log.chmod(0o600)
     write(log, "b\n")
     assert follower.poll() == ["a", "b"]
+
+
+def test_an_unreadable_file_is_waited_on(log: Path) -> None:
+    if os.geteuid() != 0:
+        _unreadable_scenario(log)
+        return
+    # Root reads everything: play the scenario in a forked child that became `nobody`, in a
+    # directory it owns.
+    import tempfile
+
+    nobody = 65534
+    with tempfile.TemporaryDirectory() as d:
+        os.chown(d, nobody, nobody)
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 1
+            try:
+                os.setgroups([])
+                os.setgid(nobody)
+                os.setuid(nobody)
+                _unreadable_scenario(Path(d) / "mail.log")
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_read_errors_are_survived_without_loss_or_repeats(
