@@ -311,7 +311,7 @@ class Agent:
             return
         try:
             message = await backend.apply(want)
-        except ZoneApplyError as exc:
+        except (ZoneApplyError, SecretUnavailable, OSError) as exc:
             entry.action, entry.message = "failed", redact(str(exc))
             zones[settings.name] = {
                 **last,

@@ -12,12 +12,13 @@ from ddnsagent.config import Table
 TYPES = {
     "mydns": "ddnsagent.providers.mydns",
     "dyndns2": "ddnsagent.providers.dyndns2",
+    "cloudflare": "ddnsagent.providers.cloudflare",
     "duckdns": "ddnsagent.providers.duckdns",
     "dynv6": "ddnsagent.providers.dynv6",
     "desec": "ddnsagent.providers.desec",
-    "cloudflare": "ddnsagent.providers.cloudflare",
     "url": "ddnsagent.providers.url",
     "lexicon": "ddnsagent.providers.lexicon",
+    "rfc2136": "ddnsagent.providers.rfc2136",
 }
 
 

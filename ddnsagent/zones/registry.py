@@ -10,6 +10,8 @@ from typing import Any
 from ddnsagent.config import Table
 
 TYPES = {
+    "zonefile": "ddnsagent.zones.bindfile",
+    "rfc2136": "ddnsagent.zones.rfc2136",
     "unbound": "ddnsagent.zones.unbound",
     "dnsmasq": "ddnsagent.zones.dnsmasq",
 }

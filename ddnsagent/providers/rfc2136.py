@@ -1,0 +1,113 @@
+"""RFC 2136 dynamic update of a public authoritative server (your own BIND or Knot primary,
+or a hoster that accepts TSIG-signed updates).
+
+Each update replaces that family's records of every hostname in one signed UPDATE message, over
+TCP. The server's refusals (REFUSED, NOTAUTH, NOTZONE, a key it does not know or a signature it
+cannot check) need the user and stop the target; no answer, SERVFAIL or a clock complaint are
+retried. The sending code is the `rfc2136` zone backend's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import dns.exception
+import dns.name
+import httpx
+
+from ddnsagent.address import IPAddress
+from ddnsagent.config import Table
+from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common
+from ddnsagent.secrets import Secret
+from ddnsagent.zones import rfc2136
+from ddnsagent.zones.base import parse_server
+
+TYPE = "rfc2136"
+KEYS = (
+    "server, zone, names|hostnames, ttl, tsig_key_file | tsig_name + tsig_algorithm + "
+    "tsig_secret|tsig_secret_file|tsig_secret_env, timeout"
+)
+
+
+@dataclass(frozen=True)
+class Settings(Common):
+    server: tuple[str, int]
+    zone: str  # absolute
+    hostnames: tuple[str, ...]  # absolute
+    ttl: int
+    tsig_name: str | None
+    tsig_algorithm: str | None
+    tsig_secret: Secret | None
+    tsig_key_file: str | None
+    timeout: float
+
+
+def from_table(t: Table) -> Settings:
+    common = read_common(t, ipv4=True, ipv6=False)
+    if not t.has("zone"):
+        raise t.error("zone", "is required", 'write the zone the names live in, e.g. "example.net"')
+    zone = rfc2136.read_zone_name(t, "")
+    zone_name = dns.name.from_text(zone)
+    if t.has("names") == t.has("hostnames"):
+        raise t.error(
+            "names",
+            "give either names (relative to the zone) or hostnames (full names), not both"
+            if t.has("names")
+            else "is required",
+            'e.g. names = ["@", "home"] or hostnames = ["home.example.net"]',
+        )
+    key = "names" if t.has("names") else "hostnames"
+    hostnames = []
+    for text in t.str_list(key):
+        try:
+            name = dns.name.from_text(text, zone_name if key == "names" else dns.name.root)
+        except dns.exception.DNSException:
+            raise t.error(key, f"{text!r} is not a domain name") from None
+        if not name.is_subdomain(zone_name):
+            raise t.error(key, f"{name} is not inside the zone {zone}")
+        hostnames.append(name.to_text().lower())
+    if not hostnames:
+        raise t.error(key, "is empty", "name at least one host")
+    return Settings(
+        **common,
+        server=parse_server(t, "server", 53),
+        zone=zone,
+        hostnames=tuple(dict.fromkeys(hostnames)),
+        ttl=t.integer("ttl", 300, minimum=0),
+        **rfc2136.read_tsig(t),
+        timeout=t.duration("timeout", 10.0),
+    )
+
+
+class Client:
+    TYPE = TYPE
+    BIND_FAMILY = False  # the address travels inside the message
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def describe(self, family: int, address: IPAddress) -> str:
+        s = self.settings
+        rrtype = "A" if family == 4 else "AAAA"
+        signed = f"signed with {s.tsig_name or s.tsig_key_file}" if s.tsig_secret else "unsigned"
+        return (
+            f"UPDATE zone {s.zone} at {s.server[0]}:{s.server[1]} ({signed}): "
+            f"{', '.join(s.hostnames)} {rrtype} {address}"
+        )
+
+    async def update(self, family: int, address: IPAddress, client: httpx.AsyncClient) -> str:
+        return await asyncio.to_thread(self._send, family, address)
+
+    def _send(self, family: int, address: IPAddress) -> str:
+        s = self.settings
+        key = rfc2136.tsig_key(s)  # SecretUnavailable goes to the agent as it is
+        records = {h: {family: [address]} for h in s.hostnames}
+        try:
+            rfc2136.send_update(s.server, s.zone, records, s.ttl, key, s.timeout)
+        except rfc2136.UpdateFailure as exc:
+            if exc.fatal:
+                raise FatalAnswer(str(exc), exc.fix) from None
+            raise TransientError(f"{exc} ({exc.fix})") from None
+        rrtype = "A" if family == 4 else "AAAA"
+        return f"{', '.join(s.hostnames)} {rrtype} set to {address}"
