@@ -281,6 +281,11 @@ class Config:
 
 
 def default_state_dir() -> Path:
+    """$STATE_DIRECTORY (systemd's StateDirectory=), /var/lib/ddnsagent for root, else the
+    user state dir — so root's `ddnsagent status` reads what the service wrote."""
+    env = os.environ.get("STATE_DIRECTORY")
+    if env:
+        return Path(env.split(":")[0])
     if os.geteuid() == 0:
         return Path("/var/lib/ddnsagent")
     import platformdirs

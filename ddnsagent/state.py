@@ -88,6 +88,7 @@ class State:
         tmp = self.path.with_name(f".{FILENAME}.tmp")  # saves happen under the state lock
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
+            give_to_directory_owner(fd, self.directory)
             view = memoryview(payload)
             while view:  # os.write may write less than asked
                 view = view[os.write(fd, view) :]
@@ -133,6 +134,17 @@ def _validated(data: Any) -> dict[str, Any]:
     return data
 
 
+def give_to_directory_owner(fd: int, directory: Path) -> None:
+    """Root (a hook, `notify-now` by hand) writing into the service's own state directory must
+    leave files the service can still read: they take the directory's owner."""
+    if os.geteuid() != 0:
+        return
+    with contextlib.suppress(OSError):
+        st = os.stat(directory)
+        if st.st_uid != 0:
+            os.fchown(fd, st.st_uid, st.st_gid)
+
+
 class StateLock:
     """The exclusive lock beside the state; waits up to `timeout` for another process."""
 
@@ -158,6 +170,7 @@ class StateLock:
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            give_to_directory_owner(fd, self.directory)
         except OSError as exc:
             raise DdnsagentError(
                 f"cannot open the state lock {path}: {exc.strerror} — "

@@ -316,3 +316,30 @@ def test_lock_timeout_ends_notify_now_with_a_clear_message(
     assert f"{state_dir / 'lock'} for over 0.5s" in line and "lock_timeout" in line
     assert took >= 0.5
     assert dyn.requests == [] and echo.requests == []
+
+
+def test_root_writes_keep_the_service_owner(tmp_path: Path) -> None:
+    """A root-run hook writing into the service's state directory leaves files it can read."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to own files as another user")
+    directory = tmp_path / "state"
+    directory.mkdir()
+    os.chown(directory, 65534, 65534)
+    lock = StateLock(directory, 5)
+    lock.acquire()
+    try:
+        state = State(directory)
+        state.data["targets"]["x"] = {}
+        state.save()
+    finally:
+        lock.release()
+    for name in ("state.json", "lock"):
+        st = (directory / name).stat()
+        assert (st.st_uid, st.st_gid) == (65534, 65534), name
+
+
+def test_state_directory_from_systemd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from ddnsagent.config import default_state_dir
+
+    monkeypatch.setenv("STATE_DIRECTORY", f"{tmp_path}/a:{tmp_path}/b")
+    assert default_state_dir() == tmp_path / "a"

@@ -31,7 +31,7 @@ from ddnsagent.relay.logparse import (
     parse_journal_json,
     parse_line,
 )
-from ddnsagent.state import State, StateLock
+from ddnsagent.state import State, StateLock, give_to_directory_owner
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,7 @@ class ReconnectLock:
     def try_acquire(self) -> bool:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        give_to_directory_owner(fd, self.path.parent)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -1,0 +1,638 @@
+"""The service packaging: systemd units, sysusers, sudoers and polkit files, and the .deb built
+from them by packaging/build-deb.
+
+The tools are the real ones (systemd-analyze, systemd-sysusers, visudo, sudo, dpkg-buildpackage,
+lintian); a test skips, naming the missing package, where one is absent. Nothing here touches
+the network. The sudo tests need root: they create a throwaway system user and sudoers drop-in,
+and remove both whatever happens.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGING = ROOT / "packaging"
+UNITS = PACKAGING / "systemd"
+MAIN_UNIT = UNITS / "ddnsagent.service"
+RECONNECT_UNIT = UNITS / "ddnsagent-reconnect.service"
+SUDO_DROPIN = UNITS / "ddnsagent.service.d" / "sudo-reconnect.conf"
+SUDOERS = PACKAGING / "sudoers" / "ddnsagent"
+SYSUSERS = PACKAGING / "sysusers" / "ddnsagent.conf"
+POLKIT = PACKAGING / "polkit" / "50-ddnsagent-reconnect.rules"
+CHANGELOG = PACKAGING / "debian" / "changelog"
+HOST_UNITS = next(
+    (
+        p
+        for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system"))
+        if (p / "sysinit.target").exists()
+    ),
+    None,
+)
+
+# Settings that make systemd set no_new_privs for a non-root service, whatever NoNewPrivileges=
+# says (systemd.exec(5), NoNewPrivileges=). The sudo drop-in has to turn off each one that the
+# main unit turns on.
+NNP_IMPLYING = (
+    "NoNewPrivileges",
+    "DynamicUser",
+    "LockPersonality",
+    "MemoryDenyWriteExecute",
+    "PrivateDevices",
+    "ProtectClock",
+    "ProtectHostname",
+    "ProtectKernelLogs",
+    "ProtectKernelModules",
+    "ProtectKernelTunables",
+    "RestrictAddressFamilies",
+    "RestrictNamespaces",
+    "RestrictRealtime",
+    "RestrictSUIDSGID",
+    "SystemCallArchitectures",
+    "SystemCallFilter",
+    "SystemCallLog",
+)
+# The capabilities sudo needs after its setuid execution, as the drop-in grants them: without
+# setgid it cannot become root, without audit_write it warns on every run.
+SUDO_CAPS = ("setuid", "setgid", "audit_write")
+
+
+def tool(name: str, package: str) -> str:
+    path = shutil.which(name) or next(
+        (f"{d}/{name}" for d in ("/usr/sbin", "/sbin") if os.access(f"{d}/{name}", os.X_OK)),
+        None,
+    )
+    if path is None:
+        pytest.skip(f"needs {name} (Debian package {package})")
+    return path
+
+
+def needs_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (creates a system user and a sudoers drop-in)")
+
+
+def run(
+    argv: list[str], env: dict[str, str] | None = None, stdin: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=600, check=False, env=env, stdin=stdin
+    )
+
+
+def unit_settings(*paths: Path) -> dict[str, list[str]]:
+    """Key → values in order, as systemd reads them: an empty assignment clears the list."""
+    out: dict[str, list[str]] = {}
+    for path in paths:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if not line or line.startswith(("#", ";", "[")):
+                continue
+            key, _, value = line.partition("=")
+            if value.strip():
+                out.setdefault(key.strip(), []).append(value.strip())
+            else:
+                out[key.strip()] = []
+    return out
+
+
+def sections(path: Path) -> list[str]:
+    return re.findall(r"^\[(\w+)\]", path.read_text(encoding="utf-8"), re.M)
+
+
+# -- systemd units -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def unit_root(tmp_path: Path) -> Path:
+    """A file-system root for `systemd-analyze --root`: the host's own units (sysinit.target and
+    friends), ours in /etc/systemd/system, and stub executables for the commands they run."""
+    tool("systemd-analyze", "systemd")
+    if HOST_UNITS is None:
+        pytest.skip("no systemd unit directory with sysinit.target on this machine")
+    root = tmp_path / "root"
+    shutil.copytree(HOST_UNITS, root / "usr/lib/systemd/system", symlinks=True)
+    for stub in ("usr/bin/ddnsagent", "usr/local/sbin/ppp-reconnect", "bin/kill"):
+        path = root / stub
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+    etc = root / "etc/systemd/system"
+    etc.mkdir(parents=True)
+    shutil.copy(MAIN_UNIT, etc)
+    shutil.copy(RECONNECT_UNIT, etc)
+    return root
+
+
+def analyze(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run(
+        ["systemd-analyze", *args, f"--root={root}"], env={**os.environ, "SYSTEMD_PAGER": ""}
+    )
+
+
+def test_units_verify_without_a_warning(unit_root: Path) -> None:
+    r = analyze(unit_root, "verify", "--man=no", "ddnsagent.service", "ddnsagent-reconnect.service")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout + r.stderr == ""  # an unknown key or a bad value is only a warning
+
+
+def test_sudo_dropin_verifies_without_a_warning(unit_root: Path) -> None:
+    dropins = unit_root / "etc/systemd/system/ddnsagent.service.d"
+    dropins.mkdir()
+    shutil.copy(SUDO_DROPIN, dropins)
+    r = analyze(unit_root, "verify", "--man=no", "ddnsagent.service")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout + r.stderr == ""
+
+
+def exposure(root: Path, unit: str) -> float:
+    r = analyze(root, "security", "--offline=yes", unit)
+    if "--offline" in r.stderr and "unrecognized" in r.stderr:
+        pytest.skip("systemd-analyze security --offline needs systemd 250 or later")
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d)", r.stdout)
+    assert found, r.stdout + r.stderr
+    return float(found.group(1))
+
+
+def test_main_unit_exposure_is_low(unit_root: Path) -> None:
+    """1.3 with systemd 252 ("OK"); what is left is the network, adm and the host's root."""
+    assert exposure(unit_root, "ddnsagent.service") <= 2.0
+
+
+def test_main_unit_settings() -> None:
+    s = unit_settings(MAIN_UNIT)
+    for key, value in {
+        "Type": "notify",
+        "WatchdogSec": "120",
+        "User": "ddnsagent",
+        "Group": "ddnsagent",
+        "SupplementaryGroups": "adm",
+        "StateDirectory": "ddnsagent",
+        "RuntimeDirectory": "ddnsagent",
+        "ConfigurationDirectory": "ddnsagent",
+        "Restart": "on-failure",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+        "UMask": "0077",
+    }.items():
+        assert s.get(key) == [value], key
+    assert s["ExecStart"] == ["/usr/bin/ddnsagent run --config /etc/ddnsagent/config.toml"]
+    assert s["ExecReload"][-1] == "/bin/kill -HUP $MAINPID"
+    assert s["CapabilityBoundingSet"] == []  # present and empty: no capability at all
+    assert s["SystemCallFilter"][0] == "@system-service"
+    assert "#LoadCredential=mydns:/etc/ddnsagent/mydns.secret" in MAIN_UNIT.read_text()
+    assert sections(MAIN_UNIT) == ["Unit", "Service", "Install"]
+
+
+def test_sudo_dropin_lifts_every_setting_that_forces_no_new_privs() -> None:
+    main = unit_settings(MAIN_UNIT)
+    merged = unit_settings(MAIN_UNIT, SUDO_DROPIN)
+    on_in_main = [k for k in NNP_IMPLYING if main.get(k, ["no"])[-1:] not in ([], ["no"])]
+    assert "SystemCallFilter" in on_in_main and "PrivateDevices" in on_in_main
+    still_on = [k for k in on_in_main if merged[k][-1:] not in ([], ["no"])]
+    assert still_on == []
+    caps = {
+        c.lower().removeprefix("cap_") for c in " ".join(merged["CapabilityBoundingSet"]).split()
+    }
+    assert caps == set(SUDO_CAPS)
+    assert merged["ProtectSystem"] == ["strict"]  # the file-system sandbox stays
+
+
+def test_reconnect_unit_is_a_root_oneshot_started_on_demand() -> None:
+    s = unit_settings(RECONNECT_UNIT)
+    assert s["Type"] == ["oneshot"]
+    assert s["ExecStart"] == ["/usr/local/sbin/ppp-reconnect"]
+    assert s["TimeoutStartSec"] == ["150"]
+    assert s["KillMode"] == ["process"]  # pppd started by `pon` must outlive the script
+    assert "User" not in s and "DynamicUser" not in s
+    assert "Install" not in sections(RECONNECT_UNIT)
+
+
+# -- sysusers ------------------------------------------------------------------------------------
+
+
+def test_sysusers_creates_the_user_in_group_adm(tmp_path: Path) -> None:
+    sysusers = tool("systemd-sysusers", "systemd")
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    for name in ("passwd", "group", "shadow", "gshadow"):
+        if Path("/etc", name).exists():
+            shutil.copy(Path("/etc", name), etc / name)
+    assert "adm" in (etc / "group").read_text()
+    r = run([sysusers, f"--root={tmp_path}", str(SYSUSERS)])
+    assert r.returncode == 0, r.stderr
+    user = next(
+        line.split(":")
+        for line in (etc / "passwd").read_text().splitlines()
+        if line.startswith("ddnsagent:")
+    )
+    assert int(user[2]) < 1000  # a system user
+    assert user[4] == "ddnsagent dynamic-DNS agent"
+    assert user[5] == "/var/lib/ddnsagent"
+    assert user[6].endswith("nologin")
+    groups = {g.split(":")[0]: g.split(":") for g in (etc / "group").read_text().splitlines()}
+    assert groups["ddnsagent"][2] == user[3]  # its own primary group
+    assert "ddnsagent" in groups["adm"][3].split(",")
+
+
+# -- sudoers and polkit --------------------------------------------------------------------------
+
+
+def sudoers_rules(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def test_sudoers_file_is_valid_and_allows_one_fixed_command() -> None:
+    visudo = tool("visudo", "sudo")
+    r = run([visudo, "-cf", str(SUDOERS)])
+    assert r.returncode == 0, r.stdout + r.stderr
+    rules = sudoers_rules(SUDOERS.read_text())
+    assert rules == [
+        "ddnsagent ALL=(root) NOPASSWD: /usr/bin/systemctl start ddnsagent-reconnect.service"
+    ]
+    assert not re.search(r"[*?\[\]\\,]", rules[0].split("NOPASSWD:")[1])
+
+
+def test_polkit_rule_names_exactly_the_user_the_unit_and_start() -> None:
+    text = POLKIT.read_text()
+    conditions = re.findall(r'([\w.]+(?:\("\w+"\))?) === "([^"]+)"', text)
+    assert sorted(conditions) == sorted(
+        [
+            ("action.id", "org.freedesktop.systemd1.manage-units"),
+            ('action.lookup("unit")', "ddnsagent-reconnect.service"),
+            ('action.lookup("verb")', "start"),
+            ("subject.user", "ddnsagent"),
+        ]
+    )
+    assert text.count("polkit.Result.YES") == 1
+    assert "AUTH_" not in text
+
+
+BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/><allow own="*"/><allow send_destination="*"/><allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+def test_polkit_lets_the_user_start_the_reconnect_unit_and_nothing_else() -> None:
+    """The real polkitd judges the shipped rule (user name substituted), on a private bus.
+
+    pkcheck asks what systemd asks when `systemctl start` comes from an unprivileged user:
+    action org.freedesktop.systemd1.manage-units with the details unit and verb."""
+    needs_root()
+    polkitd = "/usr/lib/polkit-1/polkitd"
+    if not os.access(polkitd, os.X_OK):
+        pytest.skip("needs polkitd (Debian package polkitd)")
+    pkcheck = tool("pkcheck", "polkitd")
+    dbus_daemon, dbus_send = tool("dbus-daemon", "dbus-daemon"), tool("dbus-send", "dbus-bin")
+    useradd, userdel = tool("useradd", "passwd"), tool("userdel", "passwd")
+    # polkitd drops to its own user: the bus socket must be outside pytest's 0700 tmp_path.
+    busdir = Path(tempfile.mkdtemp(prefix="ddnsagent-bus-"))
+    busdir.chmod(0o755)
+    bus = busdir / "bus"
+    (busdir / "bus.conf").write_text(BUS_CONFIG.format(socket=bus))
+    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={bus}"}
+    name = f"ddnsagent-test-{uuid.uuid4().hex[:6]}"
+    rule = Path("/etc/polkit-1/rules.d") / f"49-{name}.rules"
+    started: list[subprocess.Popen[bytes]] = []
+    created = False
+    try:
+        assert run([useradd, "--system", "--no-create-home", name]).returncode == 0
+        created = True
+        text = POLKIT.read_text().replace(
+            'subject.user === "ddnsagent"', f'subject.user === "{name}"'
+        )
+        assert name in text
+        rule.write_text(text)
+        started.append(
+            subprocess.Popen([dbus_daemon, f"--config-file={busdir / 'bus.conf'}", "--nofork"])
+        )
+        wait_for(bus.exists)
+        started.append(
+            subprocess.Popen(
+                [polkitd, "--no-debug"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        owner = [
+            dbus_send,
+            "--system",
+            "--print-reply",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.NameHasOwner",
+            "string:org.freedesktop.PolicyKit1",
+        ]
+        wait_for(lambda: "boolean true" in run(owner, env=env).stdout)
+        subject = subprocess.Popen(
+            [
+                tool("setpriv", "util-linux"),
+                f"--reuid={name}",
+                f"--regid={name}",
+                "--init-groups",
+                "sleep",
+                "60",
+            ]
+        )
+        started.append(subject)
+        outsider = subprocess.Popen(
+            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "sleep", "60"]
+        )
+        started.append(outsider)
+
+        def allowed(pid: int, unit: str, verb: str) -> bool:
+            argv = [
+                pkcheck,
+                "--action-id",
+                "org.freedesktop.systemd1.manage-units",
+                "--process",
+                str(pid),
+                "--detail",
+                "unit",
+                unit,
+                "--detail",
+                "verb",
+                verb,
+            ]
+            r = run(argv, env=env)
+            assert r.returncode in (0, 1, 2), r.stderr  # 1 no, 2 needs authentication
+            return r.returncode == 0
+
+        wait_for(lambda: Path(f"/proc/{subject.pid}").stat().st_uid != 0)
+        assert allowed(subject.pid, "ddnsagent-reconnect.service", "start")
+        assert not allowed(subject.pid, "ddnsagent-reconnect.service", "stop")
+        assert not allowed(subject.pid, "ddnsagent-reconnect.service", "restart")
+        assert not allowed(subject.pid, "ddnsagent.service", "start")
+        assert not allowed(subject.pid, "ssh.service", "start")
+        assert not allowed(outsider.pid, "ddnsagent-reconnect.service", "start")
+    finally:
+        for proc in reversed(started):
+            proc.kill()
+            proc.wait()
+        rule.unlink(missing_ok=True)
+        if created:
+            run([userdel, name])
+        shutil.rmtree(busdir, ignore_errors=True)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def throwaway_user() -> Iterator[tuple[str, Path]]:
+    """A system user, a stub for systemctl that records how it was run, and a sudoers drop-in
+    that is the shipped one with the user and the command path substituted. All removed after."""
+    needs_root()
+    tool("sudo", "sudo")
+    visudo = tool("visudo", "sudo")
+    useradd, userdel = tool("useradd", "passwd"), tool("userdel", "passwd")
+    name = f"ddnsagent-test-{uuid.uuid4().hex[:6]}"
+    stubdir = Path(tempfile.mkdtemp(prefix="ddnsagent-sudo-"))
+    dropin = Path("/etc/sudoers.d") / name
+    created = False
+    try:
+        stubdir.chmod(0o755)
+        marker = stubdir / "marker"
+        stub = stubdir / "systemctl"
+        stub.write_text(f'#!/bin/sh\necho "$(id -u) $*" > {marker}\n')
+        stub.chmod(0o755)
+        r = run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name])
+        assert r.returncode == 0, r.stderr
+        created = True
+        text = SUDOERS.read_text().replace("ddnsagent ALL=", f"{name} ALL=")
+        text = text.replace("/usr/bin/systemctl", str(stub))
+        staged = stubdir / "sudoers"
+        staged.write_text(text)
+        assert run([visudo, "-cf", str(staged)]).returncode == 0
+        shutil.copy(staged, dropin)
+        dropin.chmod(0o440)
+        yield name, stub
+    finally:
+        dropin.unlink(missing_ok=True)
+        if created:
+            run([userdel, name])
+        shutil.rmtree(stubdir, ignore_errors=True)
+
+
+def as_user(
+    name: str, *argv: str, setpriv: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run argv as the user, like a service would: no terminal, no password."""
+    if setpriv:
+        prefix = [
+            tool("setpriv", "util-linux"),
+            f"--reuid={name}",
+            f"--regid={name}",
+            "--init-groups",
+            *setpriv,
+        ]
+    else:
+        prefix = ["sudo", "-u", name]
+    return run([*prefix, *argv], stdin=subprocess.DEVNULL)
+
+
+def test_sudoers_allows_the_reconnect_and_refuses_the_rest(
+    throwaway_user: tuple[str, Path],
+) -> None:
+    name, stub = throwaway_user
+    marker = stub.parent / "marker"
+    ok = as_user(name, "sudo", "-n", str(stub), "start", "ddnsagent-reconnect.service")
+    assert ok.returncode == 0, ok.stderr
+    assert marker.read_text() == "0 start ddnsagent-reconnect.service\n"  # ran as root
+    marker.unlink()
+    for argv in (
+        ["/bin/true"],
+        [str(stub), "stop", "ddnsagent-reconnect.service"],
+        [str(stub), "start", "ssh.service"],
+        [str(stub), "start", "ddnsagent-reconnect.service", "other.service"],
+        [str(stub)],
+    ):
+        refused = as_user(name, "sudo", "-n", *argv)
+        assert refused.returncode != 0, argv
+        assert not marker.exists(), argv
+
+
+def test_sudo_needs_what_the_dropin_gives(throwaway_user: tuple[str, Path]) -> None:
+    """What the unit does to a process, reproduced with setpriv: no_new_privs (the main unit)
+    and an empty bounding set stop sudo; the drop-in's three capabilities let it work."""
+    name, stub = throwaway_user
+    marker = stub.parent / "marker"
+    argv = ("sudo", "-n", str(stub), "start", "ddnsagent-reconnect.service")
+    nnp = as_user(name, *argv, setpriv=("--no-new-privs",))
+    assert nnp.returncode != 0 and "no new privileges" in nnp.stderr, nnp.stderr
+    no_caps = as_user(name, *argv, setpriv=("--bounding-set=-all",))
+    assert no_caps.returncode != 0
+    assert not marker.exists()
+    caps = ",".join(["-all", *(f"+{c}" for c in SUDO_CAPS)])
+    ok = as_user(name, *argv, setpriv=(f"--bounding-set={caps}",))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stderr == ""
+    assert marker.read_text() == "0 start ddnsagent-reconnect.service\n"
+
+
+# -- the Debian package --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    for name, package in (
+        ("dpkg-buildpackage", "dpkg-dev"),
+        ("dh", "debhelper"),
+        ("dh_python3", "dh-python"),
+    ):
+        tool(name, package)
+    if not Path("/usr/share/dh-python/dhpython/build/plugin_pyproject.py").exists():
+        pytest.skip("needs pybuild-plugin-pyproject")
+    out = tmp_path_factory.mktemp("deb")
+    env = {**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    r = run([str(PACKAGING / "build-deb"), str(out)], env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    version = run(["dpkg-parsechangelog", "-l", str(CHANGELOG), "-S", "Version"]).stdout.strip()
+    path = out / f"ddnsagent_{version}_all.deb"
+    assert path.exists(), sorted(p.name for p in out.iterdir())
+    return path
+
+
+@pytest.fixture(scope="module")
+def unpacked(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    where = tmp_path_factory.mktemp("unpacked")
+    assert run(["dpkg-deb", "-x", str(deb), str(where)]).returncode == 0
+    assert run(["dpkg-deb", "-e", str(deb), str(where / "DEBIAN")]).returncode == 0
+    return where
+
+
+# path in the package → (mode as dpkg-deb -c shows it, the source file it must equal)
+PLACED = {
+    "lib/systemd/system/ddnsagent.service": ("-rw-r--r--", MAIN_UNIT),
+    "lib/systemd/system/ddnsagent-reconnect.service": ("-rw-r--r--", RECONNECT_UNIT),
+    "usr/lib/sysusers.d/ddnsagent.conf": ("-rw-r--r--", SYSUSERS),
+    "usr/share/polkit-1/rules.d/50-ddnsagent-reconnect.rules": ("-rw-r--r--", POLKIT),
+    "etc/sudoers.d/ddnsagent": ("-r--r-----", SUDOERS),
+    "etc/ppp/ip-up.d/0ddnsagent": ("-rwxr-xr-x", PACKAGING / "ppp/0ddnsagent"),
+    "etc/NetworkManager/dispatcher.d/50-ddnsagent": (
+        "-rwxr-xr-x",
+        PACKAGING / "NetworkManager/50-ddnsagent",
+    ),
+    "etc/networkd-dispatcher/routable.d/50-ddnsagent": (
+        "-rwxr-xr-x",
+        PACKAGING / "networkd-dispatcher/50-ddnsagent",
+    ),
+    "etc/ddnsagent/config.toml": ("-rw-r--r--", ROOT / "config.example.toml"),
+    "usr/share/doc/ddnsagent/examples/sudo-reconnect.conf": ("-rw-r--r--", SUDO_DROPIN),
+    **{
+        f"usr/share/doc/ddnsagent/examples/{p.name}": ("-rwxr-xr-x", p)
+        for p in sorted((PACKAGING / "reconnect").iterdir())
+    },
+}
+
+
+def test_deb_places_every_file_with_its_mode(deb: Path, unpacked: Path) -> None:
+    listing = run(["dpkg-deb", "-c", str(deb)]).stdout
+    entries = {}
+    for line in listing.splitlines():
+        fields = line.split()
+        entries[fields[5].removeprefix("./")] = (fields[0], fields[1])
+    for path, (mode, source) in PLACED.items():
+        assert entries.get(path) == (mode, "root/root"), path
+        assert (unpacked / path).read_bytes() == source.read_bytes(), path
+    for path in (
+        "usr/bin/ddnsagent",
+        "usr/lib/python3/dist-packages/ddnsagent/cli.py",
+        "usr/lib/python3/dist-packages/ddnsagent/data/config.example.toml",
+        "usr/share/man/man1/ddnsagent.1.gz",
+    ):
+        assert path in entries, path
+    assert not any("__pycache__" in p or "/tests/" in p for p in entries)
+
+
+def test_deb_control_data(unpacked: Path) -> None:
+    conffiles = (unpacked / "DEBIAN/conffiles").read_text().split()
+    assert "/etc/ddnsagent/config.toml" in conffiles
+    assert "/etc/sudoers.d/ddnsagent" in conffiles
+    control = (unpacked / "DEBIAN/control").read_text()
+    depends = re.search(r"^Depends: (.*)$", control, re.M)
+    assert depends
+    names = {d.strip().split()[0] for d in depends.group(1).replace("|", ",").split(",")}
+    for needed in (
+        "python3",
+        "python3-httpx",
+        "python3-tenacity",
+        "python3-apscheduler",
+        "python3-platformdirs",
+        "python3-dnspython",
+        "procps",
+        "systemd",
+    ):
+        assert needed in names, needed
+    postinst = (unpacked / "DEBIAN/postinst").read_text()
+    assert 'systemd-sysusers ${DPKG_ROOT:+--root="$DPKG_ROOT"} ddnsagent.conf' in postinst
+    # Installed disabled (the configuration is a placeholder), and the reconnect oneshot is
+    # never started, restarted or stopped by the package.
+    assert "was-enabled 'ddnsagent.service'" in postinst
+    assert "deb-systemd-helper enable 'ddnsagent.service'" not in postinst.split("was-enabled")[0]
+    for script in ("postinst", "prerm", "postrm"):
+        assert "ddnsagent-reconnect" not in (unpacked / "DEBIAN" / script).read_text(), script
+
+
+def test_deb_sudoers_is_valid(unpacked: Path) -> None:
+    visudo = tool("visudo", "sudo")
+    r = run([visudo, "-cf", str(unpacked / "etc/sudoers.d/ddnsagent")])
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_lintian_finds_no_error(deb: Path) -> None:
+    lintian = tool("lintian", "lintian")
+    r = run([lintian, "--display-info", str(deb)])
+    tags = [ln for ln in r.stdout.splitlines() if re.match(r"[EWIXP]: ", ln)]
+    errors = [t for t in tags if t.startswith("E: ")]
+    assert errors == [], "\n".join(tags)
+    for tag in tags:
+        if tag.startswith("W: "):
+            warnings.warn(f"lintian: {tag}", stacklevel=1)
+
+
+def test_packaged_command_runs_on_debians_python(unpacked: Path) -> None:
+    """The installed entry point, with Debian's python3 and its python3-* modules."""
+    python = "/usr/bin/python3"
+    modules = "import httpx, tenacity, apscheduler, platformdirs, dns"
+    if not os.access(python, os.X_OK) or run([python, "-c", modules]).returncode != 0:
+        pytest.skip(
+            "needs python3-httpx python3-tenacity python3-apscheduler "
+            "python3-platformdirs python3-dnspython"
+        )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(unpacked / "usr/lib/python3/dist-packages"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    config = unpacked / "etc/ddnsagent/config.toml"
+    r = run([python, str(unpacked / "usr/bin/ddnsagent"), "check-config", str(config)], env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "configuration is valid" in r.stdout
