@@ -32,6 +32,17 @@ def register_basic_auth(user: str, password: str) -> None:
     register(f"{user}:{password}")
 
 
+def register_query_value(value: str) -> None:
+    """Mask `value` also as it appears in a URL once it is percent-encoded (tokens that
+    travel in a query string: DuckDNS, dynv6)."""
+    from urllib.parse import quote_plus
+
+    register(value)
+    encoded = quote_plus(value)
+    if encoded != value:
+        register(encoded)
+
+
 def redact(text: str) -> str:
     with _lock:
         known = sorted(_known, key=len, reverse=True)

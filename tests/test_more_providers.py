@@ -589,7 +589,7 @@ def test_desec_judge(
 def test_desec_retry_after_as_a_date() -> None:
     from email.utils import formatdate
 
-    wait = desec.retry_after(formatdate(time.time() + 90, usegmt=True), "")
+    wait = desec.throttle_wait(formatdate(time.time() + 90, usegmt=True), "")
     assert 80 <= wait <= 91
 
 

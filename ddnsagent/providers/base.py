@@ -8,7 +8,9 @@ Retries, back-off, stop persistence and reporting belong to the agent, not to th
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, fields
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Protocol
 
 import httpx
@@ -90,3 +92,25 @@ class Provider(Protocol):
     async def update(self, family: int, address: IPAddress, http: httpx.AsyncClient) -> str: ...
 
     def describe(self, family: int, address: IPAddress) -> str: ...
+
+
+MAX_WAIT = 24 * 3600.0
+
+
+def retry_after(value: str | None, default: float, now: float | None = None) -> float:
+    """Seconds a `Retry-After` header asks for (delta-seconds or an HTTP date), at least 1 s
+    and at most a day; `default` when it is missing or unreadable."""
+    if not value or not value.strip():
+        return default
+    text = value.strip()
+    if text.isdigit():  # delta-seconds is digits only (RFC 9110): "-5" or "1.5" are not
+        seconds = float(text)
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return default
+        if when.tzinfo is None:
+            return default
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(seconds, 1.0), MAX_WAIT)

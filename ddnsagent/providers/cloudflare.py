@@ -21,13 +21,11 @@ saying an id no longer exists drops the memory and the next try looks the zone u
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import ipaddress
 import json
 import logging
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +35,7 @@ from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Table
 from ddnsagent.errors import SecretUnavailable
-from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common
+from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common, retry_after
 from ddnsagent.secrets import Secret, redact, register
 
 log = logging.getLogger(__name__)
@@ -158,20 +156,7 @@ class StaleId(TransientError):
 
 def rate_wait(value: str | None, now: float | None = None) -> float:
     """Seconds to keep quiet after a 429, from its Retry-After (seconds or an HTTP date)."""
-    if value is None or not value.strip():
-        return DEFAULT_RATE_WAIT
-    text = value.strip()
-    if text.isdigit():
-        seconds = float(text)
-    else:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return DEFAULT_RATE_WAIT
-        if when.tzinfo is None:
-            return DEFAULT_RATE_WAIT
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    return min(max(seconds, 1.0), MAX_RATE_WAIT)
+    return min(retry_after(value, DEFAULT_RATE_WAIT, now), MAX_RATE_WAIT)
 
 
 def _envelope(body: str) -> dict[str, Any] | None:

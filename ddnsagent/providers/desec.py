@@ -20,16 +20,14 @@ follows from it:
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
 import httpx
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Table
-from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common
+from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common, retry_after
 from ddnsagent.secrets import Secret, redact, register_basic_auth
 
 TYPE = "desec"
@@ -65,21 +63,11 @@ def from_table(t: Table) -> Settings:
     return Settings(**common, hostnames=tuple(dict.fromkeys(names)), token=token, url=url)
 
 
-def retry_after(value: str | None, body: str) -> float:
-    """The wait deSEC asked for: `Retry-After` (seconds or a date), else the body's sentence."""
-    seconds: float | None = None
-    if value:
-        try:
-            seconds = float(value.strip())
-        except ValueError:
-            try:
-                seconds = parsedate_to_datetime(value.strip()).timestamp() - time.time()
-            except (TypeError, ValueError):
-                seconds = None
-    if seconds is None:
-        found = _SECONDS_IN_BODY.search(body)
-        seconds = float(found.group(1)) if found else DEFAULT_THROTTLE_WAIT
-    return min(max(seconds, 1.0), MAX_WAIT)
+def throttle_wait(value: str | None, body: str) -> float:
+    """The wait deSEC asked for: `Retry-After`, else the seconds its body names."""
+    found = _SECONDS_IN_BODY.search(body)
+    fallback = float(found.group(1)) if found else DEFAULT_THROTTLE_WAIT
+    return retry_after(value, min(max(fallback, 1.0), MAX_WAIT))
 
 
 def judge(status: int, body: str, hostnames: tuple[str, ...] | list[str], wait: str | None) -> str:
@@ -115,7 +103,7 @@ def judge(status: int, body: str, hostnames: tuple[str, ...] | list[str], wait: 
         )
     if status == 429:
         raise TransientError(
-            f"deSEC throttled the update (HTTP 429): {text!r}", min_wait=retry_after(wait, body)
+            f"deSEC throttled the update (HTTP 429): {text!r}", min_wait=throttle_wait(wait, body)
         )
     if status >= 500:
         raise TransientError(f"deSEC answered HTTP {status}")

@@ -30,7 +30,7 @@ from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Table
 from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common
-from ddnsagent.secrets import Secret, redact, register
+from ddnsagent.secrets import Secret, redact, register_query_value
 
 TYPE = "duckdns"
 KEYS = "domains, token|token_file|token_env, url"
@@ -73,13 +73,6 @@ def _subname(t: Table, name: str) -> str:
             'write the name under duckdns.org, e.g. "myhome" or "myhome.duckdns.org"',
         )
     return sub
-
-
-def register_query_value(value: str) -> None:
-    """Mask `value` also as it appears in a URL once httpx has percent-encoded it."""
-    encoded = str(httpx.QueryParams({"v": value}))[2:]
-    if encoded != value:
-        register(encoded)
 
 
 def judge(status: int, body: str, domains: tuple[str, ...] | list[str]) -> str:

@@ -20,17 +20,15 @@ The token is masked in logs as it is and as it looks percent-encoded in a URL.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
 import httpx
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Table
-from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common
-from ddnsagent.secrets import Secret, redact, register
+from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common, retry_after
+from ddnsagent.secrets import Secret, redact, register_query_value
 
 TYPE = "dynv6"
 KEYS = "zones, token|token_file|token_env, ipv6_prefix_length, url"
@@ -70,28 +68,6 @@ def from_table(t: Table) -> Settings:
     )
 
 
-def register_query_value(value: str) -> None:
-    """Mask `value` also as it appears in a URL once httpx has percent-encoded it."""
-    encoded = str(httpx.QueryParams({"v": value}))[2:]
-    if encoded != value:
-        register(encoded)
-
-
-def retry_after(value: str | None, default: float = 0.0) -> float:
-    """Seconds from a `Retry-After` header (seconds or an HTTP date), capped at a day."""
-    if not value:
-        return default
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return default
-    return min(max(seconds, 1.0), MAX_WAIT)
-
-
 def judge(status: int, body: str, zone: str, wait: str | None = None) -> str:
     """The meaning of one answer for `zone`; pure, so it is tested on plain strings.
 
@@ -113,7 +89,7 @@ def judge(status: int, body: str, zone: str, wait: str | None = None) -> str:
             "check zones and ipv6_prefix_length",
         )
     if status == 429:
-        raise TransientError("dynv6 asked to slow down (HTTP 429)", min_wait=retry_after(wait))
+        raise TransientError("dynv6 asked to slow down (HTTP 429)", min_wait=retry_after(wait, 0.0))
     if status >= 500:
         raise TransientError(f"dynv6 answered HTTP {status}")
     raise FatalAnswer(f"dynv6 answered HTTP {status}", "check url")

@@ -31,8 +31,13 @@ import httpx
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Table
 from ddnsagent.durations import format_duration
-from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common
-from ddnsagent.providers.url import retry_after
+from ddnsagent.providers.base import (
+    Common,
+    FatalAnswer,
+    TransientError,
+    read_common,
+    retry_after,
+)
 from ddnsagent.secrets import Secret, check_private_file, redact
 
 TYPE = "lexicon"

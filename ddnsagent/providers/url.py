@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -24,7 +22,7 @@ import httpx
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Table, check_url
-from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common
+from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common, retry_after
 from ddnsagent.secrets import Secret, redact, register, register_basic_auth
 
 TYPE = "url"
@@ -261,20 +259,6 @@ def _read_success(t: Table) -> Success:
 
 
 # -- the answer ---------------------------------------------------------------------------------
-
-
-def retry_after(value: str | None, default: float, now: float | None = None) -> float:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), capped at a day."""
-    if value:
-        text = value.strip()
-        if text.isdigit():
-            return min(float(text), MAX_WAIT)
-        try:
-            when = parsedate_to_datetime(text).timestamp()
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return default
-        return min(max(when - (time.time() if now is None else now), 1.0), MAX_WAIT)
-    return default
 
 
 def _snippet(body: str) -> str:
