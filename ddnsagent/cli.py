@@ -211,8 +211,14 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
         rows.append(row)
     detected = {f"ipv{k}": v for k, v in data["detected"].items()}
     relay = _relay_status(data.get("relay", {}), cfg) if cfg.relay or cfg.reconnect else None
+    zones = []
+    for z in cfg.zones:
+        kept = data.get("zones", {}).get(z.name, {})
+        zones.append({"name": z.name, "type": z.type, **kept})
+        if kept.get("result") == "failed" and code == EXIT_OK:
+            code = EXIT_RETRY
     if args.json:
-        out = {"detected": detected, "targets": rows, "relay": relay}
+        out = {"detected": detected, "targets": rows, "zones": zones, "relay": relay}
         json.dump(out, sys.stdout, indent=2)
         print()
         return code
@@ -230,6 +236,14 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
         for fam, b in r["backoff"].items():
             print(f"  {fam} failing ({b['failures']}x): {b['last_error']}")
             print(f"  next try after {_ts(b['retry_after'])}")
+    for zone in zones:
+        result = zone.get("result", "not applied yet")
+        detail = zone.get("error") or zone.get("message") or ""
+        when = f" at {_ts(zone['time'])}" if zone.get("time") else ""
+        print(
+            f"zone {zone['name']} [{zone['type']}]: {result}{when}"
+            + (f": {detail}" if detail else "")
+        )
     if relay is not None:
         _print_relay(relay)
     return code
