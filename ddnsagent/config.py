@@ -364,6 +364,8 @@ def parse(data: dict[str, Any], path: Path) -> Config:
 def _parse_zones(top: Table, path: Path, taken: set[str]) -> tuple[Any, ...]:
     """[[zone]] tables; their names share one namespace with the providers (state, status)."""
     zone_list = top.raw("zone", [])
+    if not zone_list:
+        return ()
     if not isinstance(zone_list, list):
         raise top.error("zone", "must be written as [[zone]] tables")
     from ddnsagent.zones import registry

@@ -8,6 +8,7 @@ service is in trouble and asks for at least 30 minutes of quiet.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
@@ -23,6 +24,7 @@ TYPE = "dyndns2"
 KEYS = "server|preset, hostnames, username, password|password_file|password_env"
 
 MAX_HOSTS_PER_REQUEST = 20  # the protocol's `numhost` limit
+PARALLEL_REQUESTS = 4  # batches of one provider in flight at once
 
 # Each service's own update documentation gives the URL; a query in `server` is sent with every
 # update (OVH asks for `system=dyndns`). After 911, No-IP wants 30 minutes (the default), Dynu 10.
@@ -141,19 +143,30 @@ class Client:
         return f"GET {s.server}{joint}hostname={hosts}&myip={address} as {s.username}"
 
     async def update(self, family: int, address: IPAddress, client: httpx.AsyncClient) -> str:
+        """One request per batch of 20 hostnames; batches go out concurrently, at most
+        `PARALLEL_REQUESTS` at a time, so a long host list is quick without flooding the service.
+        A fatal answer for any batch wins over passing trouble in another."""
         s = self.settings
         password = s.password.reveal()
         register_basic_auth(s.username, password)
-        results = []
-        for batch in self._batches():
-            # httpx replaces the URL's own query with `params`, so keep it explicitly.
-            fixed = dict(parse_qsl(urlsplit(s.server).query, keep_blank_values=True))
+        # httpx replaces the URL's own query with `params`, so keep it explicitly.
+        fixed = dict(parse_qsl(urlsplit(s.server).query, keep_blank_values=True))
+        gate = asyncio.Semaphore(PARALLEL_REQUESTS)
+
+        async def send(batch: list[str]) -> str:
             params = {**fixed, "hostname": ",".join(batch), "myip": str(address)}
-            try:
-                answer = await http.fetch(
-                    client, "GET", s.server, params=params, auth=(s.username, password)
-                )
-            except http.HTTPFailure as exc:
-                raise TransientError(str(exc)) from None
-            results.append(judge(answer.status, answer.body, batch, s.wait_911))
-        return "; ".join(results)
+            async with gate:
+                try:
+                    answer = await http.fetch(
+                        client, "GET", s.server, params=params, auth=(s.username, password)
+                    )
+                except http.HTTPFailure as exc:
+                    raise TransientError(str(exc)) from None
+            return judge(answer.status, answer.body, batch, s.wait_911)
+
+        outcomes = await asyncio.gather(*(send(b) for b in self._batches()), return_exceptions=True)
+        for kind in (FatalAnswer, TransientError, BaseException):
+            for outcome in outcomes:
+                if isinstance(outcome, kind):
+                    raise outcome
+        return "; ".join(str(o) for o in outcomes)

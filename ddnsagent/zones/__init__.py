@@ -1,23 +1,33 @@
-"""The local authoritative zone: edit the managed A/AAAA records of a zone file in place.
+"""The local authoritative zone kept in step with the WAN address.
 
-``edit_zone`` is pure text editing (it reads ``$INCLUDE`` files only when asked to validate
-them); ``atomic_write`` is the one place that touches the zone file on disk.
+`registry` maps each `[[zone]] type` to its backend module; `zonefile.edit_zone` is the
+byte-preserving editor and `atomic.atomic_write` the one place that replaces a zone file.
+The editor's names are re-exported lazily: importing the package (as the configuration does
+for `registry`) must not load dnspython's zone parser for a sync that has no zones.
 """
 
-from ddnsagent.zones.atomic import atomic_write
-from ddnsagent.zones.errors import ZoneEditError, ZoneSyntaxError
-from ddnsagent.zones.serial import SERIAL_POLICIES, SerialPolicy, next_serial
-from ddnsagent.zones.zonefile import IPAddress, Validation, ZoneEdit, edit_zone
+from __future__ import annotations
 
-__all__ = [
-    "SERIAL_POLICIES",
-    "IPAddress",
-    "SerialPolicy",
-    "Validation",
-    "ZoneEdit",
-    "ZoneEditError",
-    "ZoneSyntaxError",
-    "atomic_write",
-    "edit_zone",
-    "next_serial",
-]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "atomic_write": "ddnsagent.zones.atomic",
+    "ZoneEditError": "ddnsagent.zones.errors",
+    "ZoneSyntaxError": "ddnsagent.zones.errors",
+    "SERIAL_POLICIES": "ddnsagent.zones.serial",
+    "SerialPolicy": "ddnsagent.zones.serial",
+    "next_serial": "ddnsagent.zones.serial",
+    "IPAddress": "ddnsagent.zones.zonefile",
+    "Validation": "ddnsagent.zones.zonefile",
+    "ZoneEdit": "ddnsagent.zones.zonefile",
+    "edit_zone": "ddnsagent.zones.zonefile",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ddnsagent.zones' has no attribute {name!r}")
