@@ -17,6 +17,7 @@ from typing import Any
 from ddnsagent import __version__
 
 EXIT_OK, EXIT_RETRY, EXIT_CONFIG, EXIT_STOPPED = 0, 1, 2, 3
+STATUS_SCHEMA = 1  # `status --json`: bump only for changes that break readers (see README)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,11 +215,18 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
     zones = []
     for z in cfg.zones:
         kept = data.get("zones", {}).get(z.name, {})
-        zones.append({"name": z.name, "type": z.type, **kept})
+        shown = ("result", "time", "message", "error", "addresses")
+        zones.append({"name": z.name, "type": z.type, **{k: kept.get(k) for k in shown}})
         if kept.get("result") == "failed" and code == EXIT_OK:
             code = EXIT_RETRY
     if args.json:
-        out = {"detected": detected, "targets": rows, "zones": zones, "relay": relay}
+        out = {
+            "schema": STATUS_SCHEMA,
+            "detected": detected,
+            "targets": rows,
+            "zones": zones,
+            "relay": relay,
+        }
         json.dump(out, sys.stdout, indent=2)
         print()
         return code
@@ -237,7 +245,7 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
             print(f"  {fam} failing ({b['failures']}x): {b['last_error']}")
             print(f"  next try after {_ts(b['retry_after'])}")
     for zone in zones:
-        result = zone.get("result", "not applied yet")
+        result = zone.get("result") or "not applied yet"
         detail = zone.get("error") or zone.get("message") or ""
         when = f" at {_ts(zone['time'])}" if zone.get("time") else ""
         print(
