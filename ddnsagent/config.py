@@ -8,12 +8,14 @@ was found, what is valid. Unknown keys are errors: a typo must never silently di
 from __future__ import annotations
 
 import difflib
+import importlib
 import ipaddress
 import os
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -165,6 +167,28 @@ def _suggest(value: str, options: list[str]) -> str | None:
 
 def _valid(options: list[str]) -> str:
     return "valid keys: " + ", ".join(options) if options else "remove it"
+
+
+class Registry:
+    """Type names → modules, for `[[provider]]` and `[[zone]]`: each module has `from_table(t)`
+    returning its settings and a class named `factory` built from them. Modules are imported
+    only when a configuration names their type."""
+
+    def __init__(self, types: dict[str, str], factory: str) -> None:
+        self.types = types
+        self.factory = factory
+
+    def module(self, type_name: str) -> ModuleType:
+        return importlib.import_module(self.types[type_name])
+
+    def parse(self, t: Table) -> Any:
+        type_name = t.string("type", choices=self.types)
+        settings = self.module(type_name).from_table(t)
+        t.finish()
+        return settings
+
+    def build(self, settings: Any) -> Any:
+        return getattr(self.module(settings.type), self.factory)(settings)
 
 
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain")

@@ -3,11 +3,7 @@
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
-from typing import Any
-
-from ddnsagent.config import Table
+from ddnsagent.config import Registry
 
 TYPES = {
     "mydns": "ddnsagent.providers.mydns",
@@ -21,17 +17,7 @@ TYPES = {
     "rfc2136": "ddnsagent.providers.rfc2136",
 }
 
-
-def module(type_name: str) -> ModuleType:
-    return importlib.import_module(TYPES[type_name])
-
-
-def parse_settings(t: Table) -> Any:
-    type_name = t.string("type", choices=TYPES)
-    settings = module(type_name).from_table(t)
-    t.finish()
-    return settings
-
-
-def client_for(settings: Any) -> Any:
-    return module(settings.type).Client(settings)
+_registry = Registry(TYPES, "Client")
+module = _registry.module
+parse_settings = _registry.parse
+client_for = _registry.build

@@ -3,11 +3,7 @@
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
-from typing import Any
-
-from ddnsagent.config import Table
+from ddnsagent.config import Registry
 
 TYPES = {
     "zonefile": "ddnsagent.zones.bindfile",
@@ -16,17 +12,7 @@ TYPES = {
     "dnsmasq": "ddnsagent.zones.dnsmasq",
 }
 
-
-def module(type_name: str) -> ModuleType:
-    return importlib.import_module(TYPES[type_name])
-
-
-def parse_settings(t: Table) -> Any:
-    type_name = t.string("type", choices=TYPES)
-    settings = module(type_name).from_table(t)
-    t.finish()
-    return settings
-
-
-def backend_for(settings: Any) -> Any:
-    return module(settings.type).Backend(settings)
+_registry = Registry(TYPES, "Backend")
+module = _registry.module
+parse_settings = _registry.parse
+backend_for = _registry.build
