@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_RETRY
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `ddnsagent status | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _err(text: str) -> None:
