@@ -33,6 +33,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.scheduler: Any = None
         self.watcher: Any = None
+        self._relay_task: asyncio.Future[None] | None = None
         self._rewatch: asyncio.Future[None] | None = None
         self._watched: set[str] = set()
         self._said_no_netlink = False
@@ -177,6 +178,20 @@ class Daemon:
             next_run_time=datetime.now(),
         )
 
+    def _watch_relay(self) -> None:
+        """(Re)start reading the mail log when [relay] is set; a reload that changes [relay]
+        restarts it (the log position is kept in the state, so nothing is read twice)."""
+        if self._relay_task is not None:
+            self._relay_task.cancel()
+            self._relay_task = None
+        if self.agent.config.relay is None:
+            return
+        from ddnsagent.relay.watchdog import RelayWatch
+
+        relay_watch = RelayWatch(self.agent.config, self.agent, events=self)
+        self.metrics.set_bounce_rate(lambda: relay_watch.decider.bounce_rate(time.time()))
+        self._relay_task = asyncio.ensure_future(relay_watch.run())
+
     async def _watch_interfaces(self) -> None:
         """Learn of address changes on `interface:` sources from the kernel, and sync at once.
 
@@ -223,6 +238,8 @@ class Daemon:
             return
         old = self.agent.config
         self.agent.config = new
+        if (old.relay, old.reconnect) != (new.relay, new.reconnect):
+            self._watch_relay()
         self._tasks.append(asyncio.ensure_future(self._start_outputs(old)))
         self.sd.ready(f"configuration reloaded; every {int(new.agent.interval)}s")
         logsetup.set_level(new.agent.log_level)
@@ -281,13 +298,7 @@ class Daemon:
                 exc.strerror,
             )
         await self._watch_interfaces()
-        watch = None
-        if self.agent.config.relay is not None:
-            from ddnsagent.relay.watchdog import RelayWatch
-
-            relay_watch = RelayWatch(self.agent.config, self.agent, events=self)
-            self.metrics.set_bounce_rate(lambda: relay_watch.decider.bounce_rate(time.time()))
-            watch = asyncio.ensure_future(relay_watch.run())
+        self._watch_relay()
         with contextlib.suppress(DdnsagentError):
             self.metrics.seed_from_state(State(a.state_dir).load().data)
         await self._start_outputs(None)
@@ -307,8 +318,8 @@ class Daemon:
             server.close()
             with contextlib.suppress(OSError):
                 socket_path.unlink()
-        if watch is not None:
-            watch.cancel()
+        if self._relay_task is not None:
+            self._relay_task.cancel()
         if self.watcher is not None:
             self.watcher.close()
         self.scheduler.shutdown(wait=False)

@@ -167,3 +167,42 @@ def test_crafted_recipient_does_not_reconnect(world) -> None:  # type: ignore[no
 
     asyncio.run(scenario())
     assert runs(tmp, "runs") == 0
+
+
+def test_reload_that_moves_the_mail_log_follows_the_new_one(world) -> None:  # type: ignore[no-untyped-def]
+    """SIGHUP with a changed [relay] restarts the log reader on the new file."""
+    import signal
+    import subprocess
+    import sys
+
+    cfg, _dyn, maillog, tmp = world
+    text = cfg.file.read_text()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ddnsagent", "run", "--config", str(cfg.file)],
+        stdout=(tmp / "daemon.log").open("w"),
+        stderr=subprocess.STDOUT,
+        env={**__import__("os").environ, "RUNTIME_DIRECTORY": str(tmp / "run")},
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while "dd: IPv4" not in (tmp / "daemon.log").read_text():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        moved = tmp / "mail-new.log"
+        moved.write_text("")
+        cfg.file.write_text(text.replace(f'log = "{maillog}"', f'log = "{moved}"'))
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(3)  # the new reader starts at the end of the new file
+        with moved.open("a") as f:
+            f.write(incident_line("198.51.100.7"))
+        deadline = time.monotonic() + 20
+        while runs(tmp, "flushes") < 1:
+            assert time.monotonic() < deadline, (tmp / "daemon.log").read_text()
+            time.sleep(0.1)
+        assert runs(tmp, "runs") == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
