@@ -34,7 +34,6 @@ TYPE = "dynv6"
 KEYS = "zones, token|token_file|token_env, ipv6_prefix_length, url"
 
 DEFAULT_URL = "https://dynv6.com/api/update"
-MAX_WAIT = 24 * 3600.0
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 

@@ -36,7 +36,6 @@ PLACEHOLDERS = ("ip", "ipv4", "ipv6", "hostname", "password", "token")
 SECRET_NAMES = ("password", "token")
 METHODS = ("GET", "POST", "PUT", "PATCH")
 WAIT_429 = 60.0  # when a 429 comes without Retry-After
-MAX_WAIT = 86400.0
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
