@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -249,54 +251,38 @@ def test_interface_source_in_a_network_namespace(tmp_path: Path) -> None:
             '[detect]\nipv4 = ["interface:wan0"]\nipv6 = ["interface:wan0"]\naccept = "any"\n'
         )
         config.chmod(0o600)
-        out = subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                sys.executable,
-                "-m",
-                "ddnsagent",
-                "notify-now",
-                "--dry-run",
-                "--json",
-                "--config",
-                str(config),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ROOT,
-        )
-        import json
 
-        report = json.loads(out.stdout)
+        def dry_run_json() -> dict[str, Any]:
+            """What `notify-now --dry-run --json` reports from inside the namespace."""
+            out = subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    sys.executable,
+                    "-m",
+                    "ddnsagent",
+                    "notify-now",
+                    "--dry-run",
+                    "--json",
+                    "--config",
+                    str(config),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=ROOT,
+            )
+            report: dict[str, Any] = json.loads(out.stdout)
+            return report
+
+        report = dry_run_json()
         # 10.0.0.2 is listed first but private; with accept = "any" the lowest address wins.
         assert report["detected"]["ipv4"]["address"] in ("10.0.0.2", "203.0.113.5")
         assert report["detected"]["ipv6"]["address"] == "2001:db8::5"
         config.write_text(config.read_text().replace('accept = "any"', 'accept = "global"'))
-        out = subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                sys.executable,
-                "-m",
-                "ddnsagent",
-                "notify-now",
-                "--dry-run",
-                "--json",
-                "--config",
-                str(config),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ROOT,
-        )
-        report = json.loads(out.stdout)
+        report = dry_run_json()
         assert report["detected"]["ipv4"]["address"] is None
         notes = " ".join(report["detected"]["ipv4"]["notes"])
         assert "203.0.113.5" in notes and "10.0.0.2" in notes and "private" in notes
