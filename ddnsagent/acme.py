@@ -28,8 +28,7 @@ from typing import Any, TextIO
 
 from ddnsagent import http
 from ddnsagent.config import Config, check_url
-from ddnsagent.errors import SecretUnavailable
-from ddnsagent.providers.base import FatalAnswer, TransientError
+from ddnsagent.errors import FatalAnswer, HookError, HTTPFailure, SecretUnavailable, TransientError
 from ddnsagent.secrets import redact, register_basic_auth
 
 DIRECTEDIT_URL = "https://www.mydns.jp/directedit.html"
@@ -41,15 +40,6 @@ _LOGIN_FAILED = re.compile(r"login_status\s*=\s*0\b")
 # RFC 8555 §8.4: the TXT value is the base64url digest of the key authorization.
 _VALIDATION = re.compile(r"^[A-Za-z0-9_-]+$")
 _DOMAIN = re.compile(r"^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_-]+)+\.?$")
-
-
-class HookError(Exception):
-    """Ends the hook with `code` and a message for certbot's log."""
-
-    def __init__(self, code: int, message: str, fix: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.fix = fix
 
 
 def judge(status: int, body: str, location: str | None = None) -> str:
@@ -138,7 +128,7 @@ async def _post(
                     answer = await http.fetch(
                         client, "POST", url, data=form, auth=(settings.master_id, password)
                     )
-                except http.HTTPFailure as exc:
+                except HTTPFailure as exc:
                     raise TransientError(redact(str(exc))) from None
                 return judge(answer.status, answer.body, answer.headers.get("Location"))
             except TransientError as exc:

@@ -21,9 +21,8 @@ from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Config
 from ddnsagent.detect import Detection, detect
-from ddnsagent.errors import SecretUnavailable
+from ddnsagent.errors import FatalAnswer, SecretUnavailable, TransientError
 from ddnsagent.providers import client_for
-from ddnsagent.providers.base import FatalAnswer, TransientError
 from ddnsagent.secrets import redact
 from ddnsagent.state import State, StateLock
 
@@ -282,7 +281,8 @@ class Agent:
     ) -> None:
         """Keep one local zone in step. Independent of providers: a failing zone blocks
         nothing else, and is tried again at every sync until it succeeds."""
-        from ddnsagent.zones.base import ZoneApplyError, desired
+        from ddnsagent.errors import ZoneApplyError
+        from ddnsagent.zones.base import desired
         from ddnsagent.zones.registry import backend_for
 
         addresses = {f: d.address for f, d in report.detections.items() if d.address is not None}

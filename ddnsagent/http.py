@@ -14,16 +14,9 @@ from dataclasses import dataclass
 import httpx
 
 from ddnsagent import USER_AGENT
+from ddnsagent.errors import HTTPFailure
 
 MAX_BODY = 64 * 1024
-
-
-class HTTPFailure(Exception):
-    """The request did not produce a usable answer (network, TLS, timeout, oversized body)."""
-
-    def __init__(self, message: str, transient: bool = True) -> None:
-        super().__init__(message)
-        self.transient = transient
 
 
 @dataclass(frozen=True)

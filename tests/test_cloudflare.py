@@ -17,9 +17,8 @@ import pytest
 
 from ddnsagent import config
 from ddnsagent.agent import Agent, SyncOptions, SyncReport
-from ddnsagent.errors import ConfigError
+from ddnsagent.errors import ConfigError, FatalAnswer, TransientError
 from ddnsagent.providers import cloudflare
-from ddnsagent.providers.base import FatalAnswer, TransientError
 from ddnsagent.secrets import register
 from ddnsagent.state import State
 from tests.fakes.cloudflare import CloudflareServer, Token

@@ -20,9 +20,8 @@ import pytest
 
 from ddnsagent import config, logsetup, secrets
 from ddnsagent.agent import Agent, SyncOptions, SyncReport
-from ddnsagent.errors import ConfigError
+from ddnsagent.errors import ConfigError, FatalAnswer, TransientError
 from ddnsagent.providers import client_for, desec, duckdns, dyndns2, dynv6
-from ddnsagent.providers.base import FatalAnswer, TransientError
 from ddnsagent.state import State
 from tests.fakes import Dyndns2Server
 from tests.fakes.desec import DesecServer

@@ -8,8 +8,8 @@ import pytest
 
 from ddnsagent.address import parse_single, refusal
 from ddnsagent.durations import format_duration, parse_duration
+from ddnsagent.errors import FatalAnswer, TransientError
 from ddnsagent.providers import dyndns2, mydns
-from ddnsagent.providers.base import FatalAnswer, TransientError
 
 
 @pytest.mark.parametrize(

@@ -21,11 +21,10 @@ import pytest
 
 from ddnsagent import acme, config, logsetup
 from ddnsagent.agent import Agent, SyncOptions, SyncReport
-from ddnsagent.errors import ConfigError
+from ddnsagent.errors import ConfigError, FatalAnswer, TransientError
 from ddnsagent.providers import client_for
 from ddnsagent.providers import lexicon as lexicon_provider
 from ddnsagent.providers import url as url_provider
-from ddnsagent.providers.base import FatalAnswer, TransientError
 from ddnsagent.state import State
 from tests.fakes._server import FakeServer, RecordedRequest, Response, text
 from tests.fakes.directedit import DirectEditServer

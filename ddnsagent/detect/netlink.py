@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
+from ddnsagent.errors import DdnsagentError
+
 TYPE_CHECKING = False  # mypy reads this name as True; avoids importing typing (~3 ms) at run time
 if TYPE_CHECKING:
     import asyncio
@@ -93,11 +95,11 @@ _GLOBAL_UNICAST_V6 = IPv6Network("2000::/3")
 _sequence = itertools.count(1)
 
 
-class NetlinkUnavailable(OSError):
+class NetlinkUnavailable(DdnsagentError, OSError):
     """An rtnetlink socket cannot be opened: not Linux, or forbidden by a sandbox/seccomp."""
 
 
-class InterfaceNotFound(LookupError):
+class InterfaceNotFound(DdnsagentError, LookupError):
     """No network interface has the given name."""
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress, parse_single
-from ddnsagent.errors import DetectError
+from ddnsagent.errors import DetectError, HTTPFailure
 
 # Independent operators, so that a quorum over them means something.
 BUILTIN = {
@@ -28,7 +28,7 @@ async def lookup(url: str, family: int, timeout: float) -> IPAddress:
     async with http.client(family, timeout) as client:
         try:
             answer = await http.fetch(client, "GET", url, limit=MAX_ECHO_BODY)
-        except http.HTTPFailure as exc:
+        except HTTPFailure as exc:
             raise DetectError(str(exc)) from None
     if answer.status != 200:
         raise DetectError(f"HTTP {answer.status}")

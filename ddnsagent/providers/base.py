@@ -20,22 +20,6 @@ from ddnsagent.config import Table
 from ddnsagent.secrets import Secret
 
 
-class TransientError(Exception):
-    """Try again later; `min_wait` seconds at least when the service asked for it (e.g. 911)."""
-
-    def __init__(self, message: str, min_wait: float = 0.0) -> None:
-        super().__init__(message)
-        self.min_wait = min_wait
-
-
-class FatalAnswer(Exception):
-    """The service refused in a way that retrying cannot fix (bad credentials, unknown host…)."""
-
-    def __init__(self, message: str, fix: str) -> None:
-        super().__init__(message)
-        self.fix = fix
-
-
 @dataclass(frozen=True)
 class Common:
     """Keys every provider has."""

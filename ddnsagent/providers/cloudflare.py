@@ -34,8 +34,8 @@ import httpx
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Table
-from ddnsagent.errors import SecretUnavailable
-from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common, retry_after
+from ddnsagent.errors import FatalAnswer, HTTPFailure, SecretUnavailable, TransientError
+from ddnsagent.providers.base import Common, read_common, retry_after
 from ddnsagent.secrets import Secret, redact, register
 
 log = logging.getLogger(__name__)
@@ -294,7 +294,7 @@ class _Session:
         log.debug("cloudflare: %s %s (%s)", method, path, what)
         try:
             answer = await http.fetch(self.client, method, self.api_url + path, **kwargs)
-        except http.HTTPFailure as exc:
+        except HTTPFailure as exc:
             raise TransientError(redact(f"{exc} while {what}")) from None
         return judge(answer.status, answer.body, what, answer.headers.get("retry-after"))
 

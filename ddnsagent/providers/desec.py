@@ -27,7 +27,8 @@ import httpx
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Table
-from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common, retry_after
+from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
+from ddnsagent.providers.base import Common, read_common, retry_after
 from ddnsagent.secrets import Secret, redact, register_basic_auth
 
 TYPE = "desec"
@@ -139,6 +140,6 @@ class Client:
                 params=_params(s.hostnames, family, address),
                 auth=(user, token),
             )
-        except http.HTTPFailure as exc:
+        except HTTPFailure as exc:
             raise TransientError(redact(str(exc))) from None
         return judge(answer.status, answer.body, s.hostnames, answer.headers.get("retry-after"))

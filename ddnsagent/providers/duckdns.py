@@ -29,7 +29,8 @@ import httpx
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Table
-from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common
+from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
+from ddnsagent.providers.base import Common, read_common
 from ddnsagent.secrets import Secret, redact, register_query_value
 
 TYPE = "duckdns"
@@ -129,6 +130,6 @@ class Client:
                 seconds = client.timeout.read or DEFAULT_TIMEOUT
                 async with http.client(None, seconds) as either_family:
                     answer = await http.fetch(either_family, "GET", s.url, params=params)
-        except http.HTTPFailure as exc:
+        except HTTPFailure as exc:
             raise TransientError(redact(str(exc))) from None
         return judge(answer.status, answer.body, s.domains)

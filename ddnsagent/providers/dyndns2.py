@@ -17,7 +17,8 @@ import httpx
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Table
-from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common
+from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
+from ddnsagent.providers.base import Common, read_common
 from ddnsagent.secrets import Secret, register_basic_auth
 
 TYPE = "dyndns2"
@@ -160,7 +161,7 @@ class Client:
                     answer = await http.fetch(
                         client, "GET", s.server, params=params, auth=(s.username, password)
                     )
-                except http.HTTPFailure as exc:
+                except HTTPFailure as exc:
                     raise TransientError(str(exc)) from None
             return judge(answer.status, answer.body, batch, s.wait_911)
 

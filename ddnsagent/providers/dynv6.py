@@ -27,7 +27,8 @@ import httpx
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Table
-from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common, retry_after
+from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
+from ddnsagent.providers.base import Common, read_common, retry_after
 from ddnsagent.secrets import Secret, redact, register_query_value
 
 TYPE = "dynv6"
@@ -121,7 +122,7 @@ class Client:
             params = {"zone": zone, "token": token, key: value}
             try:
                 answer = await http.fetch(client, "GET", s.url, params=params)
-            except http.HTTPFailure as exc:
+            except HTTPFailure as exc:
                 raise TransientError(redact(str(exc))) from None
             results.append(
                 judge(answer.status, answer.body, zone, answer.headers.get("retry-after"))

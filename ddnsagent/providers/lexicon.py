@@ -31,13 +31,8 @@ import httpx
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Table
 from ddnsagent.durations import format_duration
-from ddnsagent.providers.base import (
-    Common,
-    FatalAnswer,
-    TransientError,
-    read_common,
-    retry_after,
-)
+from ddnsagent.errors import FatalAnswer, TransientError
+from ddnsagent.providers.base import Common, read_common, retry_after
 from ddnsagent.secrets import Secret, check_private_file, redact
 
 TYPE = "lexicon"

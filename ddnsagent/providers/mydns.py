@@ -15,7 +15,8 @@ import httpx
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Table
-from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common
+from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
+from ddnsagent.providers.base import Common, read_common
 from ddnsagent.secrets import Secret, register_basic_auth
 
 TYPE = "mydns"
@@ -90,6 +91,6 @@ class Client:
             answer = await http.fetch(
                 client, "GET", self._url(family), auth=(s.master_id, password)
             )
-        except http.HTTPFailure as exc:
+        except HTTPFailure as exc:
             raise TransientError(str(exc)) from None
         return judge(answer.status, answer.body)

@@ -18,7 +18,8 @@ import httpx
 
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Table
-from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common
+from ddnsagent.errors import FatalAnswer, TransientError, UpdateFailure
+from ddnsagent.providers.base import Common, read_common
 from ddnsagent.secrets import Secret
 from ddnsagent.zones import rfc2136
 from ddnsagent.zones.base import parse_server
@@ -105,7 +106,7 @@ class Client:
         records = {h: {family: [address]} for h in s.hostnames}
         try:
             rfc2136.send_update(s.server, s.zone, records, s.ttl, key, s.timeout)
-        except rfc2136.UpdateFailure as exc:
+        except UpdateFailure as exc:
             if exc.fatal:
                 raise FatalAnswer(str(exc), exc.fix) from None
             raise TransientError(f"{exc} ({exc.fix})") from None

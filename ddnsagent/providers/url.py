@@ -22,7 +22,8 @@ import httpx
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Table, check_url
-from ddnsagent.providers.base import Common, FatalAnswer, TransientError, read_common, retry_after
+from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
+from ddnsagent.providers.base import Common, read_common, retry_after
 from ddnsagent.secrets import Secret, redact, register, register_basic_auth
 
 TYPE = "url"
@@ -415,7 +416,7 @@ class Client:
                     content=request.content,
                     auth=auth,
                 )
-            except http.HTTPFailure as exc:
+            except HTTPFailure as exc:
                 raise TransientError(redact(str(exc))) from None
             message = judge(
                 answer.status, answer.body, s.success, answer.headers.get("Retry-After")

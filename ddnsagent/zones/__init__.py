@@ -13,8 +13,8 @@ from typing import Any
 
 _LAZY = {
     "atomic_write": "ddnsagent.zones.atomic",
-    "ZoneEditError": "ddnsagent.zones.errors",
-    "ZoneSyntaxError": "ddnsagent.zones.errors",
+    "ZoneEditError": "ddnsagent.errors",
+    "ZoneSyntaxError": "ddnsagent.errors",
     "SERIAL_POLICIES": "ddnsagent.zones.serial",
     "SerialPolicy": "ddnsagent.zones.serial",
     "next_serial": "ddnsagent.zones.serial",

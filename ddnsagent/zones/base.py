@@ -16,10 +16,6 @@ from ddnsagent.address import IPAddress
 from ddnsagent.config import Table
 
 
-class ZoneApplyError(Exception):
-    """Applying failed; the message says what was tried and what was left in place."""
-
-
 @dataclass(frozen=True)
 class ZoneCommon:
     """Keys every [[zone]] has."""

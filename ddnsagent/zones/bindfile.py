@@ -36,10 +36,10 @@ import dns.name
 
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Table
+from ddnsagent.errors import ZoneApplyError, ZoneEditError
 from ddnsagent.zones import commands, masterfile, rfc2136
 from ddnsagent.zones.atomic import atomic_write
-from ddnsagent.zones.base import Desired, ZoneApplyError, ZoneCommon, read_common
-from ddnsagent.zones.errors import ZoneEditError
+from ddnsagent.zones.base import Desired, ZoneCommon, read_common
 from ddnsagent.zones.serial import SERIAL_POLICIES, SerialPolicy, next_serial
 from ddnsagent.zones.zonefile import Validation, edit_zone
 

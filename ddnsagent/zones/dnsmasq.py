@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ddnsagent.config import Table
-from ddnsagent.zones.base import Desired, ZoneApplyError, ZoneCommon, read_common
+from ddnsagent.errors import ZoneApplyError
+from ddnsagent.zones.base import Desired, ZoneCommon, read_common
 from ddnsagent.zones.unbound import (
     Records,
     absolute_path,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import dns.exception
 import dns.name
 
-from ddnsagent.zones.errors import ZoneSyntaxError
+from ddnsagent.errors import ZoneSyntaxError
 
 # One lexeme of a line: whitespace, comment, parenthesis, quoted string or word.
 _LEXEME = re.compile(r'[ \t\r]+|;.*|[()]|"(?:[^"\\]|\\.)*"|(?:[^ \t\r;()"\\]|\\.)+')

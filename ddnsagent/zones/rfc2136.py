@@ -34,15 +34,9 @@ import dns.update
 
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Table
-from ddnsagent.errors import ConfigError, SecretUnavailable
+from ddnsagent.errors import ConfigError, SecretUnavailable, UpdateFailure, ZoneApplyError
 from ddnsagent.secrets import Secret, check_private_file, register
-from ddnsagent.zones.base import (
-    Desired,
-    ZoneApplyError,
-    ZoneCommon,
-    parse_server,
-    read_common,
-)
+from ddnsagent.zones.base import Desired, ZoneCommon, parse_server, read_common
 
 TYPE = "rfc2136"
 KEYS = (
@@ -211,16 +205,6 @@ def tsig_key(settings: Any) -> dns.tsig.Key | None:
 
 # ---------------------------------------------------------------------------------------------
 # Sending an update
-
-
-class UpdateFailure(Exception):
-    """The update did not go through. `fatal`: the server refused it in a way only the user can
-    fix (key, policy, zone); otherwise retrying later may help."""
-
-    def __init__(self, message: str, fix: str, fatal: bool) -> None:
-        super().__init__(message)
-        self.fix = fix
-        self.fatal = fatal
 
 
 RecordSets = Mapping[str, Mapping[int, Sequence[IPAddress]]]  # absolute owner → family → set

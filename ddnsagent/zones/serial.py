@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime
 from typing import Literal, get_args
 
-from ddnsagent.zones.errors import ZoneEditError
+from ddnsagent.errors import ZoneEditError
 
 SerialPolicy = Literal["date", "increment", "unixtime"]
 SERIAL_POLICIES: tuple[str, ...] = get_args(SerialPolicy)

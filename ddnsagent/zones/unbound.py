@@ -52,8 +52,9 @@ import dns.rdatatype
 
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Table
+from ddnsagent.errors import ZoneApplyError
 from ddnsagent.zones.atomic import atomic_write
-from ddnsagent.zones.base import Desired, ZoneApplyError, ZoneCommon, read_common
+from ddnsagent.zones.base import Desired, ZoneCommon, read_common
 
 TYPE = "unbound"
 KEYS = "include, control"

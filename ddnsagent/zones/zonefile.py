@@ -27,8 +27,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
+from ddnsagent.errors import ZoneEditError
 from ddnsagent.zones import masterfile
-from ddnsagent.zones.errors import ZoneEditError
 from ddnsagent.zones.masterfile import Entry, Scan, spell_name
 from ddnsagent.zones.serial import SERIAL_POLICIES, SerialPolicy, next_serial
 

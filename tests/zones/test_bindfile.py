@@ -20,9 +20,9 @@ import dns.zone
 import pytest
 
 from ddnsagent.config import Table
-from ddnsagent.errors import ConfigError
+from ddnsagent.errors import ConfigError, UpdateFailure, ZoneApplyError
 from ddnsagent.zones import bindfile, commands, registry, rfc2136
-from ddnsagent.zones.base import ZoneApplyError, desired
+from ddnsagent.zones.base import desired
 from ddnsagent.zones.serial import next_serial
 from tests.zones.servers import CHECKZONE, MISSING_BIND, NAMED, RNDC, Named, Zone
 
@@ -314,7 +314,7 @@ def test_dynamic_zone_freeze_thaw_and_refuse(tmp_path: Path) -> None:
                 try:
                     rfc2136.send_update(server, "example.net.", records, 300, key, 5)
                     return
-                except rfc2136.UpdateFailure:
+                except UpdateFailure:
                     time.sleep(0.1)
             raise AssertionError("BIND kept refusing the update")
 

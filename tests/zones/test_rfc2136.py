@@ -16,12 +16,18 @@ import pytest
 from ddnsagent import config, providers
 from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.config import Table
-from ddnsagent.errors import ConfigError, SecretUnavailable
+from ddnsagent.errors import (
+    ConfigError,
+    FatalAnswer,
+    SecretUnavailable,
+    TransientError,
+    UpdateFailure,
+    ZoneApplyError,
+)
 from ddnsagent.providers import rfc2136 as provider
-from ddnsagent.providers.base import FatalAnswer, TransientError
 from ddnsagent.secrets import redact
 from ddnsagent.zones import registry, rfc2136
-from ddnsagent.zones.base import ZoneApplyError, desired
+from ddnsagent.zones.base import desired
 from tests.zones.servers import (
     KNOTD,
     MISSING_BIND,
@@ -129,10 +135,10 @@ def test_judge_rcodes() -> None:
         (2, False, "SERVFAIL"),
         (1, True, "FORMERR"),
     ):
-        with pytest.raises(rfc2136.UpdateFailure) as failed:
+        with pytest.raises(UpdateFailure) as failed:
             rfc2136.judge(rcode, "server", "ddns-key")
         assert failed.value.fatal is fatal and words in str(failed.value)
-    with pytest.raises(rfc2136.UpdateFailure) as failed:
+    with pytest.raises(UpdateFailure) as failed:
         rfc2136.judge(5, "server", "ddns-key")
     assert "update-policy { grant ddns-key zonesub ANY; }" in failed.value.fix
 

@@ -13,9 +13,9 @@ import pytest
 
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Table
-from ddnsagent.errors import ConfigError
+from ddnsagent.errors import ConfigError, ZoneApplyError
 from ddnsagent.zones import registry, unbound
-from ddnsagent.zones.base import ZoneApplyError, desired
+from ddnsagent.zones.base import desired
 from tests.zones.local_servers import UnboundServer, lookup
 
 WAN4 = ipaddress.IPv4Address("203.0.113.7")

@@ -12,7 +12,8 @@ import dns.rdatatype
 import dns.zone
 import pytest
 
-from ddnsagent.zones import ZoneEdit, ZoneEditError, ZoneSyntaxError, edit_zone
+from ddnsagent.errors import ZoneEditError, ZoneSyntaxError
+from ddnsagent.zones import ZoneEdit, edit_zone
 from tests.zones.zone_samples import MINIMAL, NOW, TODAY, V4, V6
 
 DATA = Path(__file__).parent / "data"

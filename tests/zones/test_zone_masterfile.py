@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from ddnsagent.zones.errors import ZoneSyntaxError
+from ddnsagent.errors import ZoneSyntaxError
 from ddnsagent.zones.masterfile import lex_line, scan, token_spans, unquote
 
 ORIGIN = dns.name.from_text("example.net.")
