@@ -27,14 +27,15 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from ddnsagent import http
-from ddnsagent.config import Config, check_url
+from ddnsagent.address import check_url
+from ddnsagent.config import Config
 from ddnsagent.errors import FatalAnswer, HookError, HTTPFailure, SecretUnavailable, TransientError
+from ddnsagent.outcome import EXIT_CONFIG, EXIT_OK, EXIT_RETRY, EXIT_STOPPED
 from ddnsagent.secrets import redact, register_basic_auth
 
 DIRECTEDIT_URL = "https://www.mydns.jp/directedit.html"
 URL_ENV = "DDNSAGENT_DIRECTEDIT_URL"
 COMMANDS = {"auth": "REGIST", "cleanup": "DELETE"}
-EXIT_OK, EXIT_RETRY, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
 
 _LOGIN_FAILED = re.compile(r"login_status\s*=\s*0\b")
 # RFC 8555 §8.4: the TXT value is the base64url digest of the key authorization.
@@ -168,7 +169,7 @@ def main(
         except SecretUnavailable as exc:
             raise HookError(EXIT_CONFIG, str(exc), "fix the secret's source") from None
         except FatalAnswer as exc:
-            raise HookError(EXIT_REFUSED, str(exc), exc.fix) from None
+            raise HookError(EXIT_STOPPED, str(exc), exc.fix) from None
         except TransientError as exc:
             raise HookError(EXIT_RETRY, str(exc), "run certbot again later") from None
     except HookError as exc:

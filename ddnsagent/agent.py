@@ -14,14 +14,15 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Config
-from ddnsagent.detect import Detection, detect
+from ddnsagent.detect import detect
 from ddnsagent.errors import FatalAnswer, SecretUnavailable, TransientError
+from ddnsagent.outcome import Detection, SyncReport, TargetReport
 from ddnsagent.providers import client_for
 from ddnsagent.secrets import redact
 from ddnsagent.state import State, StateLock
@@ -30,65 +31,6 @@ log = logging.getLogger(__name__)
 
 BACKOFF_FIRST = 300.0
 BACKOFF_MAX = 6 * 3600.0
-
-# What each action means for the exit code (0 ok, 1 will retry, 2 configuration, 3 needs the user).
-EXIT_FOR = {
-    "sent": 0,
-    "unchanged": 0,
-    "dry-run": 0,
-    "no-address": 1,
-    "failed": 1,
-    "waiting": 1,
-    "config": 2,
-    "stopped": 3,
-}
-
-
-@dataclass
-class TargetReport:
-    name: str
-    type: str
-    family: int
-    address: str | None
-    action: str  # a key of EXIT_FOR
-    message: str
-    fix: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items()}
-
-
-@dataclass
-class SyncReport:
-    reason: str
-    detections: dict[int, Detection] = field(default_factory=dict)
-    targets: list[TargetReport] = field(default_factory=list)
-    changed: list[int] = field(default_factory=list)  # families whose address changed
-
-    @property
-    def exit_code(self) -> int:
-        codes = [EXIT_FOR[t.action] for t in self.targets]
-        for d in self.detections.values():
-            if d.address is None:
-                codes.append(1)
-        return max(codes, default=0)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "reason": self.reason,
-            "exit_code": self.exit_code,
-            "detected": {
-                f"ipv{f}": {
-                    "address": str(d.address) if d.address else None,
-                    "source": d.source,
-                    "notes": d.notes,
-                    "conflict": d.conflict,
-                }
-                for f, d in sorted(self.detections.items())
-            },
-            "targets": [t.as_dict() for t in self.targets],
-            "changed": [f"ipv{f}" for f in self.changed],
-        }
 
 
 @dataclass

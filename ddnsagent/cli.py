@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ddnsagent import __version__
+from ddnsagent.outcome import EXIT_CONFIG, EXIT_OK, EXIT_RETRY, EXIT_STOPPED
 
-EXIT_OK, EXIT_RETRY, EXIT_CONFIG, EXIT_STOPPED = 0, 1, 2, 3
 STATUS_SCHEMA = 1  # `status --json`: bump only for changes that break readers (see README)
 
 

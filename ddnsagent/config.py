@@ -7,214 +7,19 @@ was found, what is valid. Unknown keys are errors: a typo must never silently di
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import ipaddress
 import os
 import tomllib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
-from urllib.parse import urlsplit
 
-from ddnsagent.durations import parse_duration
+from ddnsagent.address import check_url
 from ddnsagent.errors import ConfigError
-from ddnsagent.secrets import Secret, check_private_file
-
-_MISSING: Any = object()
+from ddnsagent.table import Table, argv
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ACCEPT_POLICIES = ("global", "any")
 SOURCE_KINDS = ("interface", "web", "dns", "command")
-
-
-class Table:
-    """A view on one TOML table that remembers its key path and which keys were read."""
-
-    def __init__(self, data: dict[str, Any], path: str, file: Path) -> None:
-        self.data = data
-        self.path = path
-        self.file = file
-        self._seen: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def error(self, name: str, problem: str, fix: str | None = None) -> ConfigError:
-        return ConfigError(self.file, self.key(name), problem, fix)
-
-    def has(self, name: str) -> bool:
-        return name in self.data
-
-    def raw(self, name: str, default: Any = _MISSING) -> Any:
-        self._seen.add(name)
-        if name not in self.data:
-            if default is _MISSING:
-                raise self.error(name, "is required but missing", f"add `{name} = …`")
-            return default
-        return self.data[name]
-
-    def _typed(self, name: str, kind: type | tuple[type, ...], label: str, default: Any) -> Any:
-        value = self.raw(name, default)
-        if value is default and name not in self.data:
-            return value
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.error(name, f"found {value!r}, expected {label}")
-        return value
-
-    def string(
-        self, name: str, default: Any = _MISSING, choices: Iterable[str] | None = None
-    ) -> Any:
-        value = self._typed(name, str, "a string", default)
-        if choices is not None and name in self.data:
-            options = list(choices)
-            if value not in options:
-                raise self.error(
-                    name, f"found {value!r}; valid: {', '.join(options)}", _suggest(value, options)
-                )
-        return value
-
-    def boolean(self, name: str, default: Any = _MISSING) -> Any:
-        return self._typed(name, bool, "true or false", default)
-
-    def integer(self, name: str, default: Any = _MISSING, minimum: int | None = None) -> Any:
-        value = self._typed(name, int, "an integer", default)
-        if minimum is not None and name in self.data and value < minimum:
-            raise self.error(name, f"found {value}, must be at least {minimum}")
-        return value
-
-    def duration(self, name: str, default: Any = _MISSING) -> Any:
-        value = self.raw(name, default)
-        if name not in self.data:
-            return value
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            raise self.error(name, f"found {value!r}", f'write it with a unit, e.g. "{value}s"')
-        if not isinstance(value, str):
-            raise self.error(name, f'found {value!r}, expected a duration such as "5m"')
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise self.error(name, str(exc)) from None
-
-    def str_list(self, name: str, default: Any = _MISSING) -> Any:
-        value = self.raw(name, default)
-        if name not in self.data:
-            return value
-        if isinstance(value, str):
-            raise self.error(name, f"found {value!r}, expected a list", f'write ["{value}"]')
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.error(name, f"found {value!r}, expected a list of strings")
-        return list(value)
-
-    def url(self, name: str, default: Any = _MISSING, insecure_http: bool = False) -> Any:
-        value = self.string(name, default)
-        if name in self.data:
-            check_url(value, insecure_http, lambda p, f=None: self.error(name, p, f))
-        return value
-
-    def secret(self, prefix: str, required: bool = True) -> Secret | None:
-        """Read `prefix`, `prefix_file` or `prefix_env` — exactly one of them."""
-        given = [k for k in (prefix, f"{prefix}_file", f"{prefix}_env") if k in self.data]
-        if len(given) > 1:
-            raise self.error(given[1], f"conflicts with {self.key(given[0])}", "keep only one")
-        if not given:
-            if not required:
-                return None
-            raise self.error(
-                prefix,
-                "is required but missing",
-                f'add {prefix}_file = "/etc/ddnsagent/NAME.secret" (mode 0600), '
-                f'{prefix}_env = "VAR", or {prefix} = "…"',
-            )
-        key = given[0]
-        value = self.string(key)
-        if not value:
-            raise self.error(key, "is empty")
-        if key == prefix:
-            check_private_file(self.file, f"{self.key(key)} holds a secret inline")
-            return Secret.inline(value, self.key(key))
-        if key.endswith("_env"):
-            return Secret.from_env(value, self.key(key))
-        if not value.startswith("cred:"):
-            path = Path(value)
-            if not path.is_absolute():
-                path = self.file.parent / path
-            return Secret.from_file(path, self.key(key))
-        return Secret.from_credential(value.removeprefix("cred:"), self.key(key))
-
-    def table(self, name: str) -> Table:
-        value = self.raw(name, {})
-        if not isinstance(value, dict):
-            raise self.error(name, f"found {value!r}, expected a table")
-        return Table(value, self.key(name), self.file)
-
-    def finish(self) -> None:
-        """Refuse keys nobody read: they are typos or options of another type."""
-        for name in self.data:
-            if name not in self._seen:
-                known = sorted(self._seen)
-                raise self.error(
-                    name, "is not a known key here", _suggest(name, known) or _valid(known)
-                )
-
-
-def _suggest(value: str, options: list[str]) -> str | None:
-    close = difflib.get_close_matches(value, options, n=1)
-    return f"did you mean {close[0]!r}?" if close else None
-
-
-def _valid(options: list[str]) -> str:
-    return "valid keys: " + ", ".join(options) if options else "remove it"
-
-
-class Registry:
-    """Type names → modules, for `[[provider]]` and `[[zone]]`: each module has `from_table(t)`
-    returning its settings and a class named `factory` built from them. Modules are imported
-    only when a configuration names their type."""
-
-    def __init__(self, types: dict[str, str], factory: str) -> None:
-        self.types = types
-        self.factory = factory
-
-    def module(self, type_name: str) -> ModuleType:
-        return importlib.import_module(self.types[type_name])
-
-    def parse(self, t: Table) -> Any:
-        type_name = t.string("type", choices=self.types)
-        settings = self.module(type_name).from_table(t)
-        t.finish()
-        return settings
-
-    def build(self, settings: Any) -> Any:
-        return getattr(self.module(settings.type), self.factory)(settings)
-
-
-LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
-
-
-def is_loopback_host(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url(url: str, insecure_http: bool, error: Any) -> None:
-    """HTTPS always, plain HTTP only towards loopback or when the user opted in."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise error(f"found {url!r}, expected an http(s) URL")
-    if parts.username or parts.password:
-        raise error("must not carry credentials in the URL", "use the password/token keys")
-    if parts.scheme == "http" and not insecure_http and not is_loopback_host(parts.hostname):
-        raise error(
-            f"{url!r} is plain HTTP to a remote host",
-            "use https://, or set insecure_http = true if you really mean it",
-        )
 
 
 @dataclass(frozen=True)
@@ -408,15 +213,6 @@ def _parse_zones(top: Table, path: Path, taken: set[str]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def _argv(t: Table, name: str, default: Any = _MISSING, allow_empty: bool = True) -> Any:
-    value = t.str_list(name, default)
-    if value is default:
-        return value
-    if not value and not allow_empty:
-        raise t.error(name, "is empty", 'give the program and its arguments, e.g. ["/usr/sbin/x"]')
-    return tuple(value)
-
-
 def _parse_relay(t: Table) -> RelayConfig:
     import re
 
@@ -443,11 +239,11 @@ def _parse_relay(t: Table) -> RelayConfig:
         host=host.strip(),
         threshold=t.integer("threshold", 2, minimum=1),
         window=t.duration("window", 900.0),
-        flush=_argv(t, "flush", ("postqueue", "-f")),
+        flush=argv(t, "flush", ("postqueue", "-f")),
         settle=t.duration("settle", 5.0),
         patterns=patterns,
         bounce_warn=t.integer("bounce_warn", 20, minimum=0),
-        journal_identifiers=_argv(t, "journal_identifiers", RelayConfig.journal_identifiers),
+        journal_identifiers=argv(t, "journal_identifiers", RelayConfig.journal_identifiers),
     )
     t.finish()
     return cfg
@@ -455,7 +251,7 @@ def _parse_relay(t: Table) -> RelayConfig:
 
 def _parse_reconnect(t: Table) -> ReconnectConfig:
     cfg = ReconnectConfig(
-        command=_argv(t, "command", allow_empty=False),
+        command=argv(t, "command", allow_empty=False),
         timeout=t.duration("timeout", 120.0),
         cooldown=t.duration("cooldown", 1800.0),
         max_per_day=t.integer("max_per_day", 4, minimum=1),

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ddnsagent import __version__
 
 if TYPE_CHECKING:
-    from ddnsagent.agent import SyncReport
-    from ddnsagent.config import Table
+    from ddnsagent.outcome import SyncReport
+    from ddnsagent.table import Table
 
 log = logging.getLogger(__name__)
 

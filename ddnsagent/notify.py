@@ -38,8 +38,8 @@ from ddnsagent.errors import ConfigError, SecretUnavailable
 from ddnsagent.secrets import Secret, check_private_file, redact, register, register_basic_auth
 
 if TYPE_CHECKING:
-    from ddnsagent.agent import SyncReport
-    from ddnsagent.config import Table
+    from ddnsagent.outcome import SyncReport
+    from ddnsagent.table import Table
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TextIO
 
-from ddnsagent.agent import SyncReport
+from ddnsagent.outcome import SyncReport
 from ddnsagent.secrets import redact
 
 MARK = {

@@ -16,8 +16,9 @@ import httpx
 import pytest
 
 from ddnsagent import config
-from ddnsagent.agent import Agent, SyncOptions, SyncReport
+from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.errors import ConfigError, FatalAnswer, TransientError
+from ddnsagent.outcome import SyncReport
 from ddnsagent.providers import cloudflare
 from ddnsagent.secrets import register
 from ddnsagent.state import State

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from ddnsagent.config import DetectConfig, Source
-from ddnsagent.detect import Detection, detect
+from ddnsagent.detect import detect
+from ddnsagent.outcome import Detection
 from tests.fakes import EchoServer
 from tests.fakes.dnsecho import DnsEchoServer
 

@@ -17,9 +17,6 @@ import httpx
 import pytest
 
 from ddnsagent import metrics as metrics_mod
-from ddnsagent.agent import SyncReport, TargetReport
-from ddnsagent.config import Table
-from ddnsagent.detect import Detection
 from ddnsagent.errors import ConfigError
 from ddnsagent.metrics import (
     CONTENT_TYPE,
@@ -33,6 +30,8 @@ from ddnsagent.metrics import (
     textfile_loop,
     write_textfile,
 )
+from ddnsagent.outcome import Detection, SyncReport, TargetReport
+from ddnsagent.table import Table
 
 NOW = 1_700_000_000.0
 

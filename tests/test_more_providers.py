@@ -19,8 +19,9 @@ import httpx
 import pytest
 
 from ddnsagent import config, logsetup, secrets
-from ddnsagent.agent import Agent, SyncOptions, SyncReport
+from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.errors import ConfigError, FatalAnswer, TransientError
+from ddnsagent.outcome import SyncReport
 from ddnsagent.providers import client_for, desec, duckdns, dyndns2, dynv6
 from ddnsagent.state import State
 from tests.fakes import Dyndns2Server

@@ -21,9 +21,6 @@ from typing import Any
 import pytest
 
 from ddnsagent import notify as notify_mod
-from ddnsagent.agent import SyncReport, TargetReport
-from ddnsagent.config import Table
-from ddnsagent.detect import Detection
 from ddnsagent.errors import ConfigError
 from ddnsagent.logsetup import RedactingFormatter
 from ddnsagent.notify import (
@@ -36,7 +33,9 @@ from ddnsagent.notify import (
     split_urls,
     url_secret_parts,
 )
+from ddnsagent.outcome import Detection, SyncReport, TargetReport
 from ddnsagent.secrets import Secret
+from ddnsagent.table import Table
 from tests.fakes import FakeServer, RecordedRequest, Response
 
 needs_apprise = pytest.mark.skipif(

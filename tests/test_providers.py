@@ -13,7 +13,8 @@ import pytest
 import trustme
 
 from ddnsagent import config
-from ddnsagent.agent import Agent, SyncOptions, SyncReport
+from ddnsagent.agent import Agent, SyncOptions
+from ddnsagent.outcome import SyncReport
 from ddnsagent.state import State
 from tests.fakes import HUGE_BODY, Dyndns2Server, MyDNSServer
 

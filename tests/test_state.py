@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from ddnsagent import config as config_mod
-from ddnsagent.agent import Agent, SyncOptions, SyncReport
+from ddnsagent.agent import Agent, SyncOptions
+from ddnsagent.outcome import SyncReport
 from ddnsagent.state import FILENAME, State, StateLock
 from tests.conftest import (
     DYN_ENV,

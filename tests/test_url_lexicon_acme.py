@@ -20,8 +20,9 @@ from urllib.parse import parse_qs, unquote
 import pytest
 
 from ddnsagent import acme, config, logsetup
-from ddnsagent.agent import Agent, SyncOptions, SyncReport
+from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.errors import ConfigError, FatalAnswer, TransientError
+from ddnsagent.outcome import SyncReport
 from ddnsagent.providers import client_for
 from ddnsagent.providers import lexicon as lexicon_provider
 from ddnsagent.providers import url as url_provider

@@ -11,22 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
 
 from ddnsagent.address import IPAddress, refusal
 from ddnsagent.config import DetectConfig, Source
 from ddnsagent.errors import DetectError
+from ddnsagent.outcome import Detection
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Detection:
-    family: int
-    address: IPAddress | None = None
-    source: str | None = None
-    notes: list[str] = field(default_factory=list)  # one line per source that did not answer
-    conflict: bool = False
 
 
 def expand(sources: tuple[Source, ...], family: int) -> list[Source]:

@@ -16,8 +16,8 @@ from typing import Any, ClassVar, Protocol
 import httpx
 
 from ddnsagent.address import IPAddress
-from ddnsagent.config import Table
 from ddnsagent.secrets import Secret
+from ddnsagent.table import Table
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,10 @@ import httpx
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress
-from ddnsagent.config import Table
 from ddnsagent.errors import FatalAnswer, HTTPFailure, SecretUnavailable, TransientError
 from ddnsagent.providers.base import Common, read_common, retry_after
 from ddnsagent.secrets import Secret, redact, register
+from ddnsagent.table import Table
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ import httpx
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress
-from ddnsagent.config import Table
 from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
 from ddnsagent.providers.base import Common, read_common, retry_after
 from ddnsagent.secrets import Secret, redact, register_basic_auth
+from ddnsagent.table import Table
 
 TYPE = "desec"
 KEYS = "hostnames, token|token_file|token_env, url"

@@ -28,10 +28,10 @@ import httpx
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress
-from ddnsagent.config import Table
 from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
 from ddnsagent.providers.base import Common, read_common
 from ddnsagent.secrets import Secret, redact, register_query_value
+from ddnsagent.table import Table
 
 TYPE = "duckdns"
 KEYS = "domains, token|token_file|token_env, url"

@@ -26,10 +26,10 @@ import httpx
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress
-from ddnsagent.config import Table
 from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
 from ddnsagent.providers.base import Common, read_common, retry_after
 from ddnsagent.secrets import Secret, redact, register_query_value
+from ddnsagent.table import Table
 
 TYPE = "dynv6"
 KEYS = "zones, token|token_file|token_env, ipv6_prefix_length, url"

@@ -29,11 +29,11 @@ from typing import Any
 import httpx
 
 from ddnsagent.address import IPAddress
-from ddnsagent.config import Table
 from ddnsagent.durations import format_duration
 from ddnsagent.errors import FatalAnswer, TransientError
 from ddnsagent.providers.base import Common, read_common, retry_after
 from ddnsagent.secrets import Secret, check_private_file, redact
+from ddnsagent.table import Table
 
 TYPE = "lexicon"
 KEYS = (

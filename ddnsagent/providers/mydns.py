@@ -14,10 +14,10 @@ import httpx
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress
-from ddnsagent.config import Table
 from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
 from ddnsagent.providers.base import Common, read_common
 from ddnsagent.secrets import Secret, register_basic_auth
+from ddnsagent.table import Table
 
 TYPE = "mydns"
 KEYS = "master_id, password|password_file|password_env, url_ipv4, url_ipv6"

@@ -17,10 +17,10 @@ import dns.name
 import httpx
 
 from ddnsagent.address import IPAddress
-from ddnsagent.config import Table
 from ddnsagent.errors import FatalAnswer, TransientError, UpdateFailure
 from ddnsagent.providers.base import Common, read_common
 from ddnsagent.secrets import Secret
+from ddnsagent.table import Table
 from ddnsagent.zones import rfc2136
 from ddnsagent.zones.base import parse_server
 

@@ -20,11 +20,11 @@ from urllib.parse import quote
 import httpx
 
 from ddnsagent import http
-from ddnsagent.address import IPAddress
-from ddnsagent.config import Table, check_url
+from ddnsagent.address import IPAddress, check_url
 from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
 from ddnsagent.providers.base import Common, read_common, retry_after
 from ddnsagent.secrets import Secret, redact, register, register_basic_auth
+from ddnsagent.table import Table
 
 TYPE = "url"
 KEYS = (

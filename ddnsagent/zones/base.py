@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from ddnsagent.address import IPAddress
-from ddnsagent.config import Table
+from ddnsagent.table import Table
 
 
 @dataclass(frozen=True)

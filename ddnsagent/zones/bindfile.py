@@ -35,8 +35,8 @@ from pathlib import Path
 import dns.name
 
 from ddnsagent.address import IPAddress
-from ddnsagent.config import Table
 from ddnsagent.errors import ZoneApplyError, ZoneEditError
+from ddnsagent.table import Table
 from ddnsagent.zones import commands, masterfile, rfc2136
 from ddnsagent.zones.atomic import atomic_write
 from ddnsagent.zones.base import Desired, ZoneCommon, read_common

@@ -35,8 +35,8 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from ddnsagent.config import Table
 from ddnsagent.errors import ZoneApplyError
+from ddnsagent.table import Table
 from ddnsagent.zones.base import Desired, ZoneCommon, read_common
 from ddnsagent.zones.unbound import (
     Records,

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ddnsagent.config import Registry
+from ddnsagent.table import Registry
 
 TYPES = {
     "zonefile": "ddnsagent.zones.bindfile",

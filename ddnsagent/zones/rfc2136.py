@@ -33,9 +33,9 @@ import dns.tsig
 import dns.update
 
 from ddnsagent.address import IPAddress
-from ddnsagent.config import Table
 from ddnsagent.errors import ConfigError, SecretUnavailable, UpdateFailure, ZoneApplyError
 from ddnsagent.secrets import Secret, check_private_file, register
+from ddnsagent.table import Table
 from ddnsagent.zones.base import Desired, ZoneCommon, parse_server, read_common
 
 TYPE = "rfc2136"

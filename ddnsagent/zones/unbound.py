@@ -51,8 +51,8 @@ import dns.message
 import dns.rdatatype
 
 from ddnsagent.address import IPAddress
-from ddnsagent.config import Table
 from ddnsagent.errors import ZoneApplyError
+from ddnsagent.table import Table
 from ddnsagent.zones.atomic import atomic_write
 from ddnsagent.zones.base import Desired, ZoneCommon, read_common
 

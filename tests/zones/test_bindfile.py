@@ -19,8 +19,8 @@ import dns.rdatatype
 import dns.zone
 import pytest
 
-from ddnsagent.config import Table
 from ddnsagent.errors import ConfigError, UpdateFailure, ZoneApplyError
+from ddnsagent.table import Table
 from ddnsagent.zones import bindfile, commands, registry, rfc2136
 from ddnsagent.zones.base import desired
 from ddnsagent.zones.serial import next_serial

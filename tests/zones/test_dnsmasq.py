@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from ddnsagent.address import IPAddress
-from ddnsagent.config import Table
 from ddnsagent.errors import ConfigError, ZoneApplyError
+from ddnsagent.table import Table
 from ddnsagent.zones import dnsmasq, registry
 from ddnsagent.zones.base import desired
 from tests.zones.local_servers import DnsmasqServer, lookup, wait_for

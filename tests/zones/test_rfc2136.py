@@ -15,7 +15,6 @@ import pytest
 
 from ddnsagent import config, providers
 from ddnsagent.agent import Agent, SyncOptions
-from ddnsagent.config import Table
 from ddnsagent.errors import (
     ConfigError,
     FatalAnswer,
@@ -26,6 +25,7 @@ from ddnsagent.errors import (
 )
 from ddnsagent.providers import rfc2136 as provider
 from ddnsagent.secrets import redact
+from ddnsagent.table import Table
 from ddnsagent.zones import registry, rfc2136
 from ddnsagent.zones.base import desired
 from tests.zones.servers import (

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from ddnsagent.address import IPAddress
-from ddnsagent.config import Table
 from ddnsagent.errors import ConfigError, ZoneApplyError
+from ddnsagent.table import Table
 from ddnsagent.zones import registry, unbound
 from ddnsagent.zones.base import desired
 from tests.zones.local_servers import UnboundServer, lookup
