@@ -82,3 +82,13 @@ class SyncReport:
             "targets": [t.as_dict() for t in self.targets],
             "changed": [f"ipv{f}" for f in self.changed],
         }
+
+
+@dataclass
+class ReconnectOutcome:
+    """What a reconnect came to."""
+
+    done: bool  # the procedure ran (the address may still not have changed)
+    message: str
+    old: str | None = None
+    new: str | None = None

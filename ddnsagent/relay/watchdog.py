@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ddnsagent.config import Config, ReconnectConfig
+from ddnsagent.outcome import ReconnectOutcome
 from ddnsagent.relay.decide import Decider, Decision
 from ddnsagent.relay.follow import FollowPosition, LogFollower
 from ddnsagent.relay.logparse import (
@@ -102,14 +103,6 @@ def _kill_group(pgid: int, sig: int) -> None:
 
 
 # -- the reconnect procedure ---------------------------------------------------------------------
-
-
-@dataclass
-class ReconnectOutcome:
-    done: bool  # the procedure ran (the address may still not have changed)
-    message: str
-    old: str | None = None
-    new: str | None = None
 
 
 class ReconnectLock:
