@@ -75,6 +75,16 @@ class Agent:
                     log.exception("a report observer failed")
         return report
 
+    def known_address(self, family: int) -> str | None:
+        """The address last detected for `family`, as recorded in the state."""
+        entry = State(self.config.agent.state_dir).load().data["detected"].get(str(family)) or {}
+        address = entry.get("address")
+        return str(address) if address else None
+
+    async def detect(self, family: int) -> Detection:
+        """A fresh detection of `family` from the configured sources (nothing recorded)."""
+        return await detect(self.config.detect, family)
+
     async def _sync_locked(self, cfg: Config, state: State, options: SyncOptions) -> SyncReport:
         report = SyncReport(options.reason)
         now = time.time()

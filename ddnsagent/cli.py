@@ -261,7 +261,7 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
 
 
 def _relay_status(relay: dict[str, Any], cfg: Any) -> dict[str, Any]:
-    from ddnsagent.relay.watchdog import refusal_to_reconnect
+    from ddnsagent.relay.reconnect import refusal_to_reconnect
 
     out: dict[str, Any] = {
         "last_signal": relay.get("last_signal"),
@@ -364,7 +364,7 @@ def _hook(args: argparse.Namespace, cfg: Any) -> int:
 def _reconnect(args: argparse.Namespace, cfg: Any) -> int:
     from ddnsagent import control
     from ddnsagent.agent import Agent
-    from ddnsagent.relay.watchdog import reconnect
+    from ddnsagent.relay.reconnect import reconnect
 
     if cfg.reconnect is None:
         _err(f'{cfg.file}: no [reconnect] section — add one with command = ["…"]')
@@ -377,7 +377,7 @@ def _reconnect(args: argparse.Namespace, cfg: Any) -> int:
         answer = await control.request(path, payload, limit)
         if answer is not None:
             return bool(answer.get("ok")), str(answer.get("message") or answer.get("error"))
-        outcome = await reconnect(cfg, Agent(cfg), "requested by hand", args.ignore_cooldown)
+        outcome = await reconnect(Agent(cfg), "requested by hand", args.ignore_cooldown)
         return outcome.done, outcome.message
 
     done, message = asyncio.run(go())

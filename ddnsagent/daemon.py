@@ -130,7 +130,7 @@ class Daemon:
     async def _after_change(self, report: Any) -> None:
         """A new address: the relay knows it now, so deferred mail can go (when [relay] is set)."""
         if report.changed and self.agent.config.relay is not None:
-            from ddnsagent.relay.watchdog import flush_queue
+            from ddnsagent.relay.reconnect import flush_queue
 
             await flush_queue(self.agent.config)
 
@@ -153,10 +153,9 @@ class Daemon:
             await self._after_change(report)
             return {"ok": True, "report": report.as_dict()}
         if cmd == "reconnect":
-            from ddnsagent.relay.watchdog import reconnect
+            from ddnsagent.relay.reconnect import reconnect
 
             outcome = await reconnect(
-                self.agent.config,
                 self.agent,
                 "requested by hand",
                 ignore_cooldown=bool(request.get("ignore_cooldown")),
@@ -186,9 +185,9 @@ class Daemon:
             self._relay_task = None
         if self.agent.config.relay is None:
             return
-        from ddnsagent.relay.watchdog import RelayWatch
+        from ddnsagent.relay.watch import RelayWatch
 
-        relay_watch = RelayWatch(self.agent.config, self.agent, events=self)
+        relay_watch = RelayWatch(self.agent, events=self)
         self.metrics.set_bounce_rate(lambda: relay_watch.decider.bounce_rate(time.time()))
         self._relay_task = asyncio.ensure_future(relay_watch.run())
 

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 from ddnsagent import doctor
-from ddnsagent.config import AgentConfig, Config, DetectConfig, RelayConfig
+from ddnsagent.config import AgentConfig, Config, DetectConfig
 from ddnsagent.doctor import Finding, Options
+from ddnsagent.relay.settings import RelayConfig
 from ddnsagent.zones.base import ZoneCommon
 from tests.doctor_servers import NAMED, Greeter, NamedServer, closed_port
 

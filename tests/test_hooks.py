@@ -120,14 +120,14 @@ def test_reconnect_command_timeout_kills_the_process_group(tmp_path: Path, timeo
     """A reconnect helper that hangs (and leaves a child) is killed as a group."""
     import os
 
-    from ddnsagent.relay.watchdog import run_command
+    from ddnsagent import process
 
     pidfile = tmp_path / "child.pid"
     script = tmp_path / "hang"
     script.write_text(f"#!/bin/sh\necho starting\nsleep 60 &\necho $! > {pidfile}\nwait\n")
     script.chmod(0o755)
-    result = asyncio.run(run_command((str(script),), timeout, "test"))
-    assert result.returncode is None and "starting" in result.output
+    result = asyncio.run(process.run_async((str(script),), timeout))
+    assert result.returncode is None and result.timed_out and "starting" in result.output
     child = int(pidfile.read_text())
     import time
 
@@ -142,9 +142,9 @@ def test_reconnect_command_timeout_kills_the_process_group(tmp_path: Path, timeo
 
 
 def test_reconnect_command_failure_reported(tmp_path: Path) -> None:
-    from ddnsagent.relay.watchdog import run_command
+    from ddnsagent import process
 
-    result = asyncio.run(run_command(("sh", "-c", "echo no link >&2; exit 4"), 5, "test"))
+    result = asyncio.run(process.run_async(("sh", "-c", "echo no link >&2; exit 4"), 5))
     assert result.returncode == 4 and "no link" in result.output
-    missing = asyncio.run(run_command((str(tmp_path / "nope"),), 5, "test"))
-    assert missing.returncode == 127
+    missing = asyncio.run(process.run_async((str(tmp_path / "nope"),), 5))
+    assert missing.returncode is None and "could not be started" in missing.problem

@@ -1,23 +1,9 @@
-"""The mail log as a sensor: how the submission relay is treating our WAN address."""
+"""The mail log as a sensor: how the submission relay is treating our WAN address.
 
-from ddnsagent.relay.follow import FollowPosition, FollowStats, LogFollower
-from ddnsagent.relay.logparse import (
-    DEFAULT_RATE_PATTERNS,
-    EventKind,
-    RelayEvent,
-    compile_rate_patterns,
-    parse_journal_json,
-    parse_line,
-)
-
-__all__ = [
-    "DEFAULT_RATE_PATTERNS",
-    "EventKind",
-    "FollowPosition",
-    "FollowStats",
-    "LogFollower",
-    "RelayEvent",
-    "compile_rate_patterns",
-    "parse_journal_json",
-    "parse_line",
-]
+settings   [relay] and [reconnect]
+sources    where lines come from: a log file followed across rotation, or journald
+logparse   Postfix lines → events, from Postfix's own fields only (pure)
+decide     events → decisions: reconnect, re-notify, recovered (pure)
+reconnect  the procedure that gets a new address, tells the providers and flushes the queue
+watch      the daemon's loop: source → parser → decider → procedure
+"""

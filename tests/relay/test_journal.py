@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from ddnsagent import config
-from ddnsagent.relay.watchdog import RelayWatch
+from ddnsagent.agent import Agent
+from ddnsagent.relay.watch import RelayWatch
 from tests.conftest import write_config
 
 RELAY = "auth.gate-on.net"
@@ -55,7 +56,7 @@ def test_journal_source_feeds_the_decider(tmp_path: Path, monkeypatch: pytest.Mo
     decisions: list[str] = []
 
     async def scenario() -> None:
-        watch = RelayWatch(cfg, agent=None)
+        watch = RelayWatch(Agent(cfg))
         watch._spawn = lambda coro: (decisions.append("acted"), coro.close())  # type: ignore[method-assign]
         original = watch.decider.observe
 

@@ -12,7 +12,8 @@ import pytest
 
 from ddnsagent import config
 from ddnsagent.agent import Agent, SyncOptions
-from ddnsagent.relay.watchdog import RelayWatch, reconnect, refusal_to_reconnect
+from ddnsagent.relay.reconnect import reconnect, refusal_to_reconnect
+from ddnsagent.relay.watch import RelayWatch
 from ddnsagent.state import State
 from tests.conftest import write_config
 from tests.fakes import Dyndns2Server
@@ -91,7 +92,7 @@ def test_refusal_of_our_address_reconnects_renotifies_flushes_and_recovers(world
         agent = Agent(cfg)
         await agent.sync(SyncOptions())
         assert dyn.record("home.example.net").ipv4 == "198.51.100.7"
-        watch = RelayWatch(cfg, agent)
+        watch = RelayWatch(agent)
         task = asyncio.ensure_future(watch.run())
         await asyncio.sleep(0.3)  # the follower starts at the end of the log
         with maillog.open("a") as f:
@@ -119,13 +120,13 @@ def test_refusal_of_our_address_reconnects_renotifies_flushes_and_recovers(world
 
 def test_cooldown_and_daily_cap_survive_restarts(world) -> None:  # type: ignore[no-untyped-def]
     cfg, _dyn, _maillog, tmp = world
-    first = asyncio.run(reconnect(cfg, Agent(cfg), "test"))
+    first = asyncio.run(reconnect(Agent(cfg), "test"))
     assert first.done and first.new == "198.51.100.8"
     # A new process (new Agent) within the cooldown: refused, and the command not run.
-    second = asyncio.run(reconnect(cfg, Agent(cfg), "test"))
+    second = asyncio.run(reconnect(Agent(cfg), "test"))
     assert not second.done and "cooldown" in second.message
     assert runs(tmp, "runs") == 1
-    forced = asyncio.run(reconnect(cfg, Agent(cfg), "test", ignore_cooldown=True))
+    forced = asyncio.run(reconnect(Agent(cfg), "test", ignore_cooldown=True))
     assert forced.done
     assert runs(tmp, "runs") == 2
     relay = State(cfg.agent.state_dir).load().data["relay"]
@@ -139,7 +140,7 @@ def test_unchanged_address_is_reported_and_counted(world) -> None:  # type: igno
     cfg, _dyn, _maillog, tmp = world
     (tmp / "ppp-reconnect").write_text(f"#!/bin/sh\necho run >> {tmp}/runs\nexit 3\n")
     object.__setattr__(cfg.reconnect, "wait_for_address", 1.0)
-    outcome = asyncio.run(reconnect(cfg, Agent(cfg), "test"))
+    outcome = asyncio.run(reconnect(Agent(cfg), "test"))
     assert outcome.done and "did not change" in outcome.message and "status 3" in outcome.message
     relay = State(cfg.agent.state_dir).load().data["relay"]
     assert relay["last_reconnect"]["result"] == "unchanged" and relay["unchanged"] == 1
@@ -152,7 +153,7 @@ def test_crafted_recipient_does_not_reconnect(world) -> None:  # type: ignore[no
     async def scenario() -> None:
         agent = Agent(cfg)
         await agent.sync(SyncOptions())
-        task = asyncio.ensure_future(RelayWatch(cfg, agent).run())
+        task = asyncio.ensure_future(RelayWatch(agent).run())
         await asyncio.sleep(0.3)
         stamp = time.strftime("%b %d %H:%M:%S")
         with maillog.open("a") as f:

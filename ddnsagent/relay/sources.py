@@ -1,4 +1,7 @@
-"""Follows the mail log as it grows: each complete line once, across rotation, truncation and
+"""Where the mail log's lines come from: a log file followed as it grows (`LogFollower`), or
+journald (`JournalReader`).
+
+The file follower reads each complete line once, across rotation, truncation and
 restarts of the agent.
 
 Log rotation happens in two ways. *Rename* (logrotate's default, ``create``): the old file moves
@@ -19,10 +22,10 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_MAX_CATCHUP", "FollowPosition", "FollowStats", "LogFollower"]
+from ddnsagent import process
 
 log = logging.getLogger(__name__)
 
@@ -488,3 +491,26 @@ class LogFollower:
             self._resume = self._cur.position
             self._cur.close()
             self._cur = None
+
+
+class JournalReader:
+    """Postfix's records from journald: `journalctl --follow --output=json` limited to the
+    configured syslog identifiers, one JSON object per line, each cut at `MAX_RECORD` bytes.
+    journalctl runs in its own process group (ddnsagent.process), ended when reading stops."""
+
+    MAX_RECORD = 1_000_000
+
+    def __init__(self, identifiers: tuple[str, ...]) -> None:
+        self.argv = ["journalctl", "--follow", "--output=json", "--lines=0"]
+        for ident in identifiers:
+            self.argv += ["-t", ident]
+
+    async def records(self) -> AsyncIterator[str]:
+        """Each record as text; OSError when journalctl cannot be started."""
+        proc = await process.follow(self.argv)
+        assert proc.stdout is not None
+        try:
+            async for raw in proc.stdout:
+                yield raw[: self.MAX_RECORD].decode(errors="replace")
+        finally:
+            await process.stop(proc, grace=0)

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ddnsagent.relay.follow import FollowPosition, LogFollower
+from ddnsagent.relay.sources import FollowPosition, LogFollower
 
 
 def write(path: Path, text: str) -> None:
@@ -159,7 +159,7 @@ def test_bad_arguments(log: Path) -> None:
 def test_a_file_that_appears_late_is_read_from_its_start(
     log: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="ddnsagent.relay.follow")
+    caplog.set_level(logging.INFO, logger="ddnsagent.relay.sources")
     follower = LogFollower(log)
     assert follower.waiting and follower.position is None
     for _ in range(3):
@@ -229,7 +229,7 @@ def test_read_errors_are_survived_without_loss_or_repeats(
         raise OSError(errno.EIO, "I/O error")
 
     with monkeypatch.context() as patch:
-        patch.setattr("ddnsagent.relay.follow.os.pread", broken)
+        patch.setattr("ddnsagent.relay.sources.os.pread", broken)
         assert follower.poll() == []
         assert follower.poll() == []
     assert follower.poll() == expected(3, 6)
@@ -585,7 +585,7 @@ class Scenario:
             raise OSError(errno.EIO, "I/O error")
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr("ddnsagent.relay.follow.os.pread", broken)
+            patch.setattr("ddnsagent.relay.sources.os.pread", broken)
             self.poll()
 
     def restart(self) -> None:

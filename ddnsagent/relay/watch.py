@@ -1,0 +1,162 @@
+"""The daemon's eye on the mail log: lines from a source (relay/sources.py) go through the
+parser (logparse) to the decider (decide); a decision starts the procedure (reconnect) or a
+re-notify. Runs until cancelled; the log position and the bounce rate are kept in the state, so
+a restart neither reads a line twice nor forgets the last hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from ddnsagent.agent import Agent
+from ddnsagent.relay.decide import Decider, Decision
+from ddnsagent.relay.logparse import (
+    DEFAULT_RATE_PATTERNS,
+    RelayEvent,
+    compile_rate_patterns,
+    parse_journal_json,
+    parse_line,
+)
+from ddnsagent.relay.reconnect import FAMILY, edit_state, reconnect, renotify
+from ddnsagent.relay.sources import FollowPosition, JournalReader, LogFollower
+from ddnsagent.state import State
+
+log = logging.getLogger(__name__)
+
+POLL_EVERY = 2.0  # seconds between looks at the log file
+SAVE_POSITION_EVERY = 30.0
+
+
+class RelayWatch:
+    """The daemon's eye on the mail log. Runs until cancelled."""
+
+    def __init__(self, agent: Agent, events: Any = None) -> None:
+        cfg = agent.config
+        assert cfg.relay is not None
+        self.cfg = cfg
+        self.agent = agent
+        self.events = events  # the daemon: relay_signal(), backscatter(), reconnected()
+        relay = cfg.relay
+        self.patterns = DEFAULT_RATE_PATTERNS + compile_rate_patterns(relay.patterns)
+        self.decider = Decider(relay.threshold, relay.window, relay.settle)
+        self.action: asyncio.Task[None] | None = None
+        self._last_warned_rate = 0.0
+
+    async def run(self) -> None:
+        assert self.cfg.relay is not None
+        if self.cfg.relay.log == "journal":
+            await self._run_journal()
+        else:
+            await self._run_file(Path(self.cfg.relay.log))
+
+    async def _run_file(self, path: Path) -> None:
+        saved = State(self.cfg.agent.state_dir).load().data.get("relay", {}).get("position")
+        position = None
+        if isinstance(saved, dict) and saved.get("path") == str(path):
+            with contextlib.suppress(ValueError, KeyError):
+                position = FollowPosition.from_dict(saved)
+        follower = LogFollower(path, position)
+        last_saved = time.monotonic()
+        try:
+            while True:
+                for line in follower.poll():
+                    self.feed(parse_line(line, self._host(), self.patterns))
+                if follower.position and time.monotonic() - last_saved > SAVE_POSITION_EVERY:
+                    await self._save_position(follower.position, str(path))
+                    last_saved = time.monotonic()
+                await asyncio.sleep(POLL_EVERY)
+        finally:
+            if follower.position:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._save_position(follower.position, str(path)))
+            follower.close()
+
+    async def _save_position(self, position: FollowPosition, path: str) -> None:
+        def change(relay: dict[str, Any]) -> None:
+            relay["position"] = {**position.to_dict(), "path": path}
+            relay["bounce_rate"] = self.decider.bounce_rate(time.time())
+
+        await edit_state(self.cfg, change)
+
+    async def _run_journal(self) -> None:
+        assert self.cfg.relay is not None
+        reader = JournalReader(self.cfg.relay.journal_identifiers)
+        try:
+            async for record in reader.records():
+                self.feed(parse_journal_json(record, self._host(), self.patterns))
+        except OSError as exc:
+            log.error("relay watch: cannot run journalctl: %s", exc.strerror)
+
+    def _host(self) -> str:
+        assert self.cfg.relay is not None
+        return self.cfg.relay.host
+
+    def feed(self, event: RelayEvent | None) -> None:
+        if event is None:
+            return
+        if self.events is not None:
+            self.events.relay_signal(event.kind.value)
+        now = time.time()
+        decision = self.decider.observe(event, self.agent.known_address(FAMILY), now)
+        self._check_bounces(now)
+        if decision is None:
+            return
+        if decision.action == "recovered":
+            log.warning("relay recovered after %.1fs: %s", decision.duration, decision.reason)
+            self._spawn(self._note_recovery(decision))
+            return
+        if self.action is not None and not self.action.done():
+            return  # a recovery is already under way
+        log.warning("relay signal: %s → %s", decision.reason, decision.action)
+        self._spawn(self._act(decision))
+
+    def _spawn(self, coro: Any) -> None:
+        self.action = asyncio.ensure_future(coro)
+
+    async def _act(self, decision: Decision) -> None:
+        def note(relay: dict[str, Any]) -> None:
+            relay["last_signal"] = {
+                "time": decision.at,
+                "action": decision.action,
+                "reason": decision.reason,
+            }
+
+        try:
+            await edit_state(self.cfg, note)
+            self.decider.acted(decision.action, time.time())
+            if decision.action == "renotify":
+                await renotify(self.agent, decision.reason)
+            else:
+                outcome = await reconnect(self.agent, decision.reason)
+                if self.events is not None:
+                    self.events.reconnected(outcome)
+                if not outcome.done:
+                    log.warning("relay: %s", outcome.message)
+        except Exception:
+            log.exception("relay watchdog: the recovery failed")
+
+    async def _note_recovery(self, decision: Decision) -> None:
+        def change(relay: dict[str, Any]) -> None:
+            relay["last_recovery"] = {"time": decision.at, "seconds": decision.duration}
+
+        await edit_state(self.cfg, change)
+
+    def _check_bounces(self, now: float) -> None:
+        assert self.cfg.relay is not None
+        rate = self.decider.bounce_rate(now)
+        limit = self.cfg.relay.bounce_warn
+        if limit and rate > limit and now - self._last_warned_rate > 3600:
+            self._last_warned_rate = now
+            if self.events is not None:
+                self.events.backscatter(rate, limit)
+            log.warning(
+                "this server generated %d bounces in the last hour (warning above %d): "
+                "backscatter uses up the relay's per-address limit — see `ddnsagent doctor`",
+                rate,
+                limit,
+            )
