@@ -16,9 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from ddnsagent import metrics as metrics_mod
 from ddnsagent.errors import ConfigError
-from ddnsagent.metrics import (
+from ddnsagent.outcome import Detection, SyncReport, TargetReport
+from ddnsagent.outputs import metrics as metrics_mod
+from ddnsagent.outputs.metrics import (
     CONTENT_TYPE,
     Metrics,
     MetricsConfig,
@@ -30,7 +31,6 @@ from ddnsagent.metrics import (
     textfile_loop,
     write_textfile,
 )
-from ddnsagent.outcome import Detection, SyncReport, TargetReport
 from ddnsagent.table import Table
 
 NOW = 1_700_000_000.0
@@ -202,7 +202,7 @@ def test_reconnect_result_labels() -> None:
 
 def test_importing_the_module_costs_no_client_library() -> None:
     code = (
-        "import sys, ddnsagent.metrics, ddnsagent.sdnotify; "
+        "import sys, ddnsagent.outputs.metrics, ddnsagent.outputs.sdnotify; "
         "heavy = {'prometheus_client', 'httpx', 'apprise', 'ddnsagent.agent', 'ddnsagent.config'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )

@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 
-from ddnsagent import notify as notify_mod
 from ddnsagent.errors import ConfigError
 from ddnsagent.logsetup import RedactingFormatter
-from ddnsagent.notify import (
+from ddnsagent.outcome import Detection, SyncReport, TargetReport
+from ddnsagent.outputs import notify as notify_mod
+from ddnsagent.outputs.notify import (
     EVENTS,
     INSTALL_HINT,
     Notifier,
@@ -33,7 +34,6 @@ from ddnsagent.notify import (
     split_urls,
     url_secret_parts,
 )
-from ddnsagent.outcome import Detection, SyncReport, TargetReport
 from ddnsagent.secrets import Secret
 from ddnsagent.table import Table
 from tests.fakes import FakeServer, RecordedRequest, Response
