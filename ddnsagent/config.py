@@ -179,7 +179,7 @@ def parse(data: dict[str, Any], path: Path) -> Config:
     reconnect = _parse_reconnect(top.table("reconnect")) if top.has("reconnect") else None
     metrics = notify = None
     if top.has("metrics"):
-        from ddnsagent.outputs.metrics import parse_metrics
+        from ddnsagent.outputs.metrics_settings import parse_metrics
 
         metrics = parse_metrics(top.table("metrics"))
     if top.has("notify"):

@@ -77,7 +77,8 @@ class Daemon:
 
     async def _start_outputs(self, old: config_mod.Config | None) -> None:
         """Metrics endpoint / textfile and notifications, (re)built when their settings change."""
-        from ddnsagent.outputs import metrics, notify
+        from ddnsagent.outputs import exporter as metrics
+        from ddnsagent.outputs import notify
 
         cfg = self.agent.config
         if old is None or old.metrics != cfg.metrics:

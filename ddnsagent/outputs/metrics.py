@@ -1,137 +1,31 @@
-"""Prometheus metrics: what the daemon did, in the text exposition format (version 0.0.4).
+"""Prometheus metrics: what the daemon did, as counters and gauges, rendered in the text
+exposition format (version 0.0.4).
 
 The format is written by hand: the few metrics here do not justify a client library in a daemon
 that should stay small. `Metrics` is updated by the daemon on its event loop and rendered when
-scraped, so no lock is needed. Two ways out, both optional:
-
-- `[metrics] listen = "127.0.0.1:9787"`: a minimal HTTP/1.1 server answers `GET /metrics`.
-  There is no authentication. A non-loopback address is allowed — it is the user's choice, e.g.
-  for a Prometheus on another host — and the start-up log line says the endpoint is reachable
-  from the network. The metrics name the WAN address and the providers, nothing secret.
-- `[metrics] textfile = "/var/lib/node_exporter/textfile_collector/ddnsagent.prom"`: the same
-  text, replaced atomically after every change and every minute, for node_exporter's textfile
-  collector. Between writes `ddnsagent_seconds_since_last_change` is stale; in PromQL prefer
-  `time() - ddnsagent_last_change_timestamp_seconds`.
+scraped, so no lock is needed. How the text leaves the process is ddnsagent.outputs.exporter's job.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ipaddress
 import logging
 import math
-import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from ddnsagent import __version__
-
-if TYPE_CHECKING:
-    from ddnsagent.outcome import SyncReport
-    from ddnsagent.table import Table
+from ddnsagent.outcome import ReconnectOutcome, SyncReport
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-DEFAULT_PORT = 9787
-MAX_REQUEST_HEAD = 8 * 1024  # bytes of request line and headers; more is refused
-REQUEST_TIMEOUT = 10.0  # seconds a client has to send its request and read the answer
-MAX_CONNECTIONS = 16  # at once; more are closed without an answer
-TEXTFILE_EVERY = 60.0  # seconds between textfile writes when nothing changed
 RECONNECT_RESULTS = ("ok", "unchanged", "skipped")
 
 
-# -- configuration -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MetricsConfig:
-    """[metrics]: at least one of `listen` and `textfile`."""
-
-    listen: tuple[str, int] | None = None
-    textfile: Path | None = None
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """`HOST:PORT` or `[IPV6]:PORT`, HOST an address literal or `localhost`; raises ValueError."""
-    host, sep, port_text = text.strip().rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"{text!r} is not HOST:PORT")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-        if ipaddress.ip_address(host).version != 6:
-            raise ValueError(f"{text!r}: only IPv6 addresses are written in brackets")
-    elif host != "localhost":
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError(f"{text!r}: the host must be an address or localhost") from None
-        if address.version == 6:
-            raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:9787")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
-    return host, int(port_text)
-
-
-def is_loopback(host: str) -> bool:
-    return host == "localhost" or ipaddress.ip_address(host).is_loopback
-
-
-def parse_metrics(t: Table) -> MetricsConfig:
-    """Read [metrics]; ConfigError naming the key on any mistake."""
-    listen_text = t.string("listen", None)
-    textfile_text = t.string("textfile", None)
-    t.finish()
-    if listen_text is None and textfile_text is None:
-        raise t.error(
-            "listen",
-            "neither listen nor textfile is set",
-            f'add listen = "127.0.0.1:{DEFAULT_PORT}" or textfile = '
-            '"/var/lib/node_exporter/textfile_collector/ddnsagent.prom", or remove [metrics]',
-        )
-    listen = None
-    if listen_text is not None:
-        try:
-            listen = parse_listen(listen_text)
-        except ValueError as exc:
-            raise t.error(
-                "listen", str(exc), f'write e.g. "127.0.0.1:{DEFAULT_PORT}" or "[::1]:9787"'
-            ) from None
-    textfile = None
-    if textfile_text is not None:
-        textfile = Path(textfile_text)
-        if not textfile.is_absolute():
-            textfile = t.file.parent / textfile
-        if textfile.suffix != ".prom" or textfile.name == ".prom":
-            raise t.error(
-                "textfile",
-                f"{textfile_text!r} does not end in .prom",
-                "node_exporter's textfile collector reads only *.prom files",
-            )
-    return MetricsConfig(listen, textfile)
-
-
-# -- the metrics ---------------------------------------------------------------------------------
-
-
-class _ReconnectOutcome(Protocol):
-    """relay.watchdog.ReconnectOutcome, as far as a label needs it."""
-
-    @property
-    def done(self) -> bool: ...
-    @property
-    def old(self) -> str | None: ...
-    @property
-    def new(self) -> str | None: ...
-
-
-def reconnect_result(outcome: _ReconnectOutcome) -> str:
-    """The `result` label for a relay.watchdog.ReconnectOutcome."""
+def reconnect_result(outcome: ReconnectOutcome) -> str:
+    """The `result` label for a reconnect."""
     if not outcome.done:
         return "skipped"  # cooldown, daily cap, another reconnect running
     if outcome.new is not None and outcome.new != outcome.old:
@@ -322,134 +216,3 @@ def _number(value: float) -> str:
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     return repr(float(value))
-
-
-# -- the HTTP endpoint ---------------------------------------------------------------------------
-
-
-async def serve(metrics: Metrics, host: str, port: int) -> asyncio.Server:
-    """Start answering `GET /metrics` on host:port; close the returned server to stop.
-
-    One request per connection, request head at most MAX_REQUEST_HEAD bytes, REQUEST_TIMEOUT to
-    send it; raises OSError when the address cannot be bound.
-    """
-    active = 0
-
-    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal active
-        if active >= MAX_CONNECTIONS:
-            writer.close()
-            return
-        active += 1
-        try:
-            answer = await _answer(reader, metrics)
-            if answer is not None:
-                writer.write(answer)
-                await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT)
-        except (OSError, TimeoutError):
-            pass  # the client went away or stalled: nothing to tell anyone
-        finally:
-            active -= 1
-            writer.close()
-            with contextlib.suppress(OSError, TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), REQUEST_TIMEOUT)
-
-    server = await asyncio.start_server(
-        on_client, host, port, limit=MAX_REQUEST_HEAD, reuse_address=True
-    )
-    shown = f"[{host}]" if ":" in host else host
-    if is_loopback(host):
-        log.info("metrics at http://%s:%d/metrics", shown, port)
-    else:
-        log.info(
-            "metrics at http://%s:%d/metrics, reachable from the network without authentication",
-            shown,
-            port,
-        )
-    return server
-
-
-async def _answer(reader: asyncio.StreamReader, metrics: Metrics) -> bytes | None:
-    """The whole response to one request, or None when the client sent nothing usable."""
-    try:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
-    except (asyncio.LimitOverrunError, ValueError):
-        return _response(431, "Request Header Fields Too Large", "request head too large\n")
-    except asyncio.IncompleteReadError:
-        return None
-    except TimeoutError:
-        return _response(408, "Request Timeout", "no request received in time\n")
-    request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-    parts = request_line.split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        return _response(400, "Bad Request", "not an HTTP/1.x request\n")
-    method, target, _ = parts
-    if target.split("?", 1)[0] != "/metrics":
-        return _response(404, "Not Found", "not found; the metrics are at /metrics\n")
-    if method not in ("GET", "HEAD"):
-        return _response(405, "Method Not Allowed", "use GET\n", {"Allow": "GET, HEAD"})
-    return _response(200, "OK", metrics.render(), head_only=method == "HEAD")
-
-
-def _response(
-    status: int,
-    reason: str,
-    body: str,
-    headers: dict[str, str] | None = None,
-    *,
-    head_only: bool = False,
-) -> bytes:
-    payload = body.encode("utf-8")
-    content_type = CONTENT_TYPE if status == 200 else "text/plain; charset=utf-8"
-    lines = [
-        f"HTTP/1.1 {status} {reason}",
-        f"Content-Type: {content_type}",
-        f"Content-Length: {len(payload)}",
-        "Connection: close",
-        *(f"{k}: {v}" for k, v in (headers or {}).items()),
-    ]
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head if head_only else head + payload
-
-
-# -- the textfile --------------------------------------------------------------------------------
-
-
-def write_textfile(metrics: Metrics, path: Path, *, up: bool = True) -> None:
-    """Replace `path` atomically (temp file in the same directory, then rename); mode 0644, for
-    node_exporter runs as another user. No fsync: the file is rewritten within a minute anyway.
-    Raises OSError."""
-    text = metrics.render(up=up)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not *.prom: never collected
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), 0o644)  # whatever the umask
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-async def textfile_loop(metrics: Metrics, path: Path, every: float = TEXTFILE_EVERY) -> None:
-    """Write the textfile now, after each change and every `every` seconds, until cancelled;
-    the last write says `ddnsagent_up 0`."""
-    failing = False
-    try:
-        while True:
-            try:
-                write_textfile(metrics, path)
-            except OSError as exc:
-                if not failing:
-                    log.error("cannot write the metrics textfile %s: %s", path, exc.strerror)
-                failing = True
-            else:
-                if failing:
-                    log.info("metrics textfile %s written again", path)
-                failing = False
-            await metrics.wait_changed(every)
-    finally:
-        with contextlib.suppress(OSError):
-            write_textfile(metrics, path, up=False)
