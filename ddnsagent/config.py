@@ -183,7 +183,7 @@ def parse(data: dict[str, Any], path: Path) -> Config:
 
         metrics = parse_metrics(top.table("metrics"))
     if top.has("notify"):
-        from ddnsagent.outputs.notify import parse_notify
+        from ddnsagent.outputs.notify_settings import parse_notify
 
         notify = parse_notify(top.table("notify"))
     top.finish()

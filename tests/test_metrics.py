@@ -193,7 +193,10 @@ def test_reconnect_result_labels() -> None:
 def test_importing_the_outputs_costs_no_client_library_nor_the_orchestrator() -> None:
     outputs = ", ".join(
         f"ddnsagent.outputs.{name}"
-        for name in ("metrics", "metrics_settings", "exporter", "sdnotify", "report")
+        for name in (
+            *("metrics", "metrics_settings", "exporter", "sdnotify", "report"),
+            *("notify", "notify_settings", "apprise_urls", "apprise_sender"),
+        )
     )
     heavy = {"prometheus_client", "httpx", "apprise", "ddnsagent.agent", "ddnsagent.sync"}
     heavy |= {"ddnsagent.config", "ddnsagent.daemon"}
