@@ -143,9 +143,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _notify_now(args: argparse.Namespace, cfg: Any) -> int:
-    from ddnsagent import report
     from ddnsagent.address import refusal
     from ddnsagent.agent import Agent, SyncOptions
+    from ddnsagent.outputs import report
 
     addresses: dict[int, Any] | None = None
     if args.address:

@@ -149,11 +149,11 @@ def parse(data: dict[str, Any], path: Path) -> Config:
     reconnect = parse_reconnect(top.table("reconnect")) if top.has("reconnect") else None
     metrics = notify = None
     if top.has("metrics"):
-        from ddnsagent.metrics import parse_metrics
+        from ddnsagent.outputs.metrics_settings import parse_metrics
 
         metrics = parse_metrics(top.table("metrics"))
     if top.has("notify"):
-        from ddnsagent.notify import parse_notify
+        from ddnsagent.outputs.notify_settings import parse_notify
 
         notify = parse_notify(top.table("notify"))
     top.finish()

@@ -38,7 +38,7 @@ class Daemon:
         self._watched: set[str] = set()
         self._said_no_netlink = False
         self._tasks: list[asyncio.Future[Any]] = []
-        from ddnsagent import metrics, notify, sdnotify
+        from ddnsagent.outputs import metrics, notify, sdnotify
 
         self.sd = sdnotify.Notifier.from_env(unset=True)
         self.metrics = metrics.Metrics()
@@ -70,14 +70,15 @@ class Daemon:
         self.notifier.backscatter(rate, limit)
 
     def reconnected(self, outcome: Any) -> None:
-        from ddnsagent.metrics import reconnect_result
+        from ddnsagent.outputs.metrics import reconnect_result
 
         self.metrics.observe_reconnect(reconnect_result(outcome))
         self.notifier.observe_reconnect(outcome)
 
     async def _start_outputs(self, old: config_mod.Config | None) -> None:
         """Metrics endpoint / textfile and notifications, (re)built when their settings change."""
-        from ddnsagent import metrics, notify
+        from ddnsagent.outputs import exporter as metrics
+        from ddnsagent.outputs import notify
 
         cfg = self.agent.config
         if old is None or old.metrics != cfg.metrics:
@@ -301,7 +302,7 @@ class Daemon:
         with contextlib.suppress(DdnsagentError):
             self.metrics.seed_from_state(State(a.state_dir).load().data)
         await self._start_outputs(None)
-        from ddnsagent import sdnotify
+        from ddnsagent.outputs import sdnotify
 
         self.sd.ready(f"checking every {int(a.interval)}s")
         self._tasks.append(

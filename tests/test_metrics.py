@@ -16,21 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
-from ddnsagent import metrics as metrics_mod
 from ddnsagent.errors import ConfigError
-from ddnsagent.metrics import (
-    CONTENT_TYPE,
-    Metrics,
-    MetricsConfig,
-    escape_label_value,
-    parse_listen,
-    parse_metrics,
-    reconnect_result,
-    serve,
-    textfile_loop,
-    write_textfile,
-)
-from ddnsagent.outcome import Detection, SyncReport, TargetReport
+from ddnsagent.outcome import Detection, ReconnectOutcome, SyncReport, TargetReport
+from ddnsagent.outputs import exporter
+from ddnsagent.outputs.exporter import CONTENT_TYPE, serve, textfile_loop, write_textfile
+from ddnsagent.outputs.metrics import Metrics, escape_label_value, reconnect_result
+from ddnsagent.outputs.metrics_settings import MetricsConfig, parse_listen, parse_metrics
 from ddnsagent.table import Table
 
 NOW = 1_700_000_000.0
@@ -190,22 +181,26 @@ def test_label_values_are_escaped_as_the_format_says(raw: str, escaped: str) -> 
 
 
 def test_reconnect_result_labels() -> None:
-    class Outcome:
-        def __init__(self, done: bool, old: str | None, new: str | None) -> None:
-            self.done, self.old, self.new = done, old, new
+    def outcome(done: bool, old: str | None, new: str | None) -> ReconnectOutcome:
+        return ReconnectOutcome(done, "message", old, new)
 
-    assert reconnect_result(Outcome(False, "1.1.1.1", None)) == "skipped"
-    assert reconnect_result(Outcome(True, "1.1.1.1", "1.1.1.2")) == "ok"
-    assert reconnect_result(Outcome(True, "1.1.1.1", "1.1.1.1")) == "unchanged"
-    assert reconnect_result(Outcome(True, "1.1.1.1", None)) == "unchanged"
+    assert reconnect_result(outcome(False, "1.1.1.1", None)) == "skipped"
+    assert reconnect_result(outcome(True, "1.1.1.1", "1.1.1.2")) == "ok"
+    assert reconnect_result(outcome(True, "1.1.1.1", "1.1.1.1")) == "unchanged"
+    assert reconnect_result(outcome(True, "1.1.1.1", None)) == "unchanged"
 
 
-def test_importing_the_module_costs_no_client_library() -> None:
-    code = (
-        "import sys, ddnsagent.metrics, ddnsagent.sdnotify; "
-        "heavy = {'prometheus_client', 'httpx', 'apprise', 'ddnsagent.agent', 'ddnsagent.config'}; "
-        "print(sorted(heavy & set(sys.modules)))"
+def test_importing_the_outputs_costs_no_client_library_nor_the_orchestrator() -> None:
+    outputs = ", ".join(
+        f"ddnsagent.outputs.{name}"
+        for name in (
+            *("metrics", "metrics_settings", "exporter", "sdnotify", "report"),
+            *("notify", "notify_settings", "apprise_urls", "apprise_sender"),
+        )
     )
+    heavy = {"prometheus_client", "httpx", "apprise", "ddnsagent.agent", "ddnsagent.sync"}
+    heavy |= {"ddnsagent.config", "ddnsagent.daemon"}
+    code = f"import sys, {outputs}; print(sorted(set({sorted(heavy)!r}) & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -285,7 +280,7 @@ async def raw_exchange(base: str, data: bytes, wait: float = 5.0) -> bytes:
 
 
 def test_oversized_garbled_and_silent_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(metrics_mod, "REQUEST_TIMEOUT", 0.3)
+    monkeypatch.setattr(exporter, "REQUEST_TIMEOUT", 0.3)
     m = Metrics(clock=Clock())
 
     async def scenario() -> dict[str, bytes]:
@@ -353,7 +348,7 @@ def test_a_failed_textfile_write_leaves_the_old_file(
     def no_rename(src: Any, dst: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(metrics_mod.os, "replace", no_rename)
+    monkeypatch.setattr(exporter.os, "replace", no_rename)
     m.observe_sync(report())
     with pytest.raises(OSError):
         write_textfile(m, path)

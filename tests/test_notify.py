@@ -20,20 +20,20 @@ from typing import Any
 
 import pytest
 
-from ddnsagent import notify as notify_mod
 from ddnsagent.errors import ConfigError
 from ddnsagent.logsetup import RedactingFormatter
-from ddnsagent.notify import (
+from ddnsagent.outcome import Detection, ReconnectOutcome, SyncReport, TargetReport
+from ddnsagent.outputs import apprise_sender
+from ddnsagent.outputs.apprise_sender import AppriseSender
+from ddnsagent.outputs.apprise_urls import split_urls, url_secret_parts
+from ddnsagent.outputs.notify import Notifier
+from ddnsagent.outputs.notify_settings import (
     EVENTS,
     INSTALL_HINT,
-    Notifier,
     NotifyConfig,
     apprise_available,
     parse_notify,
-    split_urls,
-    url_secret_parts,
 )
-from ddnsagent.outcome import Detection, SyncReport, TargetReport
 from ddnsagent.secrets import Secret
 from ddnsagent.table import Table
 from tests.fakes import FakeServer, RecordedRequest, Response
@@ -197,13 +197,13 @@ class FakeTargets:
 def test_a_full_queue_drops_instead_of_waiting(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(notify_mod, "QUEUE_SIZE", 2)
+    monkeypatch.setattr(apprise_sender, "QUEUE_SIZE", 2)
     targets = FakeTargets()
     targets.release.clear()  # the service hangs
-    n = Notifier(targets, host="box")
+    n = Notifier(AppriseSender(targets), host="box")
     assert timed_event(n, "address", "1", "b")
     deadline = time.monotonic() + 5
-    while n._queue.qsize() and time.monotonic() < deadline:
+    while n.sender._queue.qsize() and time.monotonic() < deadline:
         time.sleep(0.01)  # the worker took the first one and is stuck in it
     assert timed_event(n, "address", "2", "b")
     assert timed_event(n, "address", "3", "b")
@@ -219,16 +219,16 @@ def test_a_full_queue_drops_instead_of_waiting(
 def test_the_worker_thread_exists_only_while_there_is_work(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(notify_mod, "IDLE_EXIT", 0.05)
+    monkeypatch.setattr(apprise_sender, "IDLE_EXIT", 0.05)
     targets = FakeTargets()
-    n = Notifier(targets, host="box")
-    assert n._worker is None
+    n = Notifier(AppriseSender(targets), host="box")
+    assert n.sender._worker is None
     n.event("address", "1", "b")
     targets.wait_calls(1)
     deadline = time.monotonic() + 5
-    while n._worker is not None and time.monotonic() < deadline:
+    while n.sender._worker is not None and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert n._worker is None
+    assert n.sender._worker is None
     n.event("address", "2", "b")  # a new worker for new work
     assert [c["title"] for c in targets.wait_calls(2)] == ["1", "2"]
     assert n.close(5)
@@ -241,7 +241,7 @@ def test_an_exception_in_apprise_is_logged_not_raised(caplog: pytest.LogCaptureF
         def notify(self, **kwargs: Any) -> bool:
             raise RuntimeError("plugin bug")
 
-    n = Notifier(Broken(), host="box")
+    n = Notifier(AppriseSender(Broken()), host="box")
     assert n.event("address", "t", "b")
     assert n.close(5)
     assert any("address notification failed: plugin bug" in r.getMessage() for r in caplog.records)
@@ -328,7 +328,7 @@ def sync(*targets: tuple[str, str], changed: bool = False) -> SyncReport:
 @needs_apprise
 def test_address_and_stopped_events_from_sync_reports() -> None:
     targets = FakeTargets()
-    n = Notifier(targets, host="box")
+    n = Notifier(AppriseSender(targets), host="box")
     n.observe_sync(sync(("mydns", "sent"), ("dynu", "stopped"), changed=True))
     calls = targets.wait_calls(2)
     assert calls[0]["title"] == "box: new IPv4 address 203.0.113.9"
@@ -346,11 +346,11 @@ def test_address_and_stopped_events_from_sync_reports() -> None:
 @needs_apprise
 def test_a_reload_does_not_repeat_a_stop() -> None:
     targets = FakeTargets()
-    old = Notifier(targets, host="box")
+    old = Notifier(AppriseSender(targets), host="box")
     old.observe_sync(sync(("dynu", "stopped")))
     targets.wait_calls(1)
     new = Notifier.from_config(config("json://127.0.0.1:9/"), previous=old)
-    new.targets = targets
+    new.sender = AppriseSender(targets)
     new.observe_sync(sync(("dynu", "stopped")))
     assert new.close(5) and old.close(5)
     assert len(targets.calls) == 1
@@ -358,15 +358,11 @@ def test_a_reload_does_not_repeat_a_stop() -> None:
 
 @needs_apprise
 def test_reconnect_and_backscatter_events() -> None:
-    class Outcome:
-        def __init__(self, done: bool, old: str | None, new: str | None, message: str) -> None:
-            self.done, self.old, self.new, self.message = done, old, new, message
-
     targets = FakeTargets()
-    n = Notifier(targets, host="box")
-    n.observe_reconnect(Outcome(False, "1.1.1.1", None, "in cooldown"))  # only logged
-    n.observe_reconnect(Outcome(True, "198.51.100.1", "198.51.100.2", "new address"))
-    n.observe_reconnect(Outcome(True, "198.51.100.2", "198.51.100.2", "did not change"))
+    n = Notifier(AppriseSender(targets), host="box")
+    n.observe_reconnect(ReconnectOutcome(False, "in cooldown", "1.1.1.1", None))  # only logged
+    n.observe_reconnect(ReconnectOutcome(True, "new address", "198.51.100.1", "198.51.100.2"))
+    n.observe_reconnect(ReconnectOutcome(True, "did not change", "198.51.100.2", "198.51.100.2"))
     n.backscatter(31, 20)
     assert n.close(5)
     got = [(c["title"], c["notify_type"]) for c in targets.calls]  # NotifyType is a str
@@ -396,7 +392,7 @@ def test_urls_apprise_does_not_know_are_skipped(
     receiver: JsonReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     n = Notifier.from_config(config("nosuch://x", f"json://127.0.0.1:{receiver.port}/"))
-    assert n.enabled and len(n.targets) == 1
+    assert n.enabled and len(n.sender.targets) == 1
     assert any("#1 (nosuch)" in r.getMessage() for r in caplog.records)
     assert not Notifier.from_config(config("nosuch://x", "not a url")).enabled
     n.close()

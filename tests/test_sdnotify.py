@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ddnsagent import sdnotify
-from ddnsagent.sdnotify import Notifier, watchdog_interval, watchdog_loop
+from ddnsagent.outputs import sdnotify
+from ddnsagent.outputs.sdnotify import Notifier, watchdog_interval, watchdog_loop
 from ddnsagent.secrets import register
 
 
