@@ -59,7 +59,7 @@ def test_lexer_matches_dnspython(line: str) -> None:
 
 @given(
     st.lists(
-        st.from_regex(r"[A-Za-z0-9_-]{1,8}|\*|[a-z]\\[0-9]{3}[a-z]|\\@x|a\\.b", fullmatch=True),
+        st.from_regex(r"[A-Za-z0-9_-]{1,8}|\*|[a-z]\\[0-9]{3}[a-z]|\\@x|a\\\.b", fullmatch=True),
         min_size=1,
         max_size=3,
     ),
