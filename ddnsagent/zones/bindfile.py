@@ -37,11 +37,12 @@ import dns.name
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import ZoneApplyError, ZoneEditError
 from ddnsagent.table import Table
-from ddnsagent.zones import commands, masterfile, rfc2136
-from ddnsagent.zones.atomic import atomic_write
+from ddnsagent.zones import commands, rfc2136
 from ddnsagent.zones.base import Desired, ZoneCommon, read_common
-from ddnsagent.zones.serial import SERIAL_POLICIES, SerialPolicy, next_serial
-from ddnsagent.zones.zonefile import Validation, edit_zone
+from ddnsagent.zones.edit import masterfile
+from ddnsagent.zones.edit.atomic import atomic_write
+from ddnsagent.zones.edit.editor import Validation, edit_zone
+from ddnsagent.zones.edit.serial import SERIAL_POLICIES, SerialPolicy, next_serial
 
 TYPE = "zonefile"
 KEYS = (

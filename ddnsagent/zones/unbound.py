@@ -53,8 +53,8 @@ import dns.rdatatype
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import ZoneApplyError
 from ddnsagent.table import Table
-from ddnsagent.zones.atomic import atomic_write
 from ddnsagent.zones.base import Desired, ZoneCommon, read_common
+from ddnsagent.zones.edit.atomic import atomic_write
 
 TYPE = "unbound"
 KEYS = "include, control"

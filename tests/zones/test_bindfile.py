@@ -23,7 +23,7 @@ from ddnsagent.errors import ConfigError, UpdateFailure, ZoneApplyError
 from ddnsagent.table import Table
 from ddnsagent.zones import bindfile, commands, registry, rfc2136
 from ddnsagent.zones.base import desired
-from ddnsagent.zones.serial import next_serial
+from ddnsagent.zones.edit.serial import next_serial
 from tests.zones.servers import CHECKZONE, MISSING_BIND, NAMED, RNDC, Named, Zone
 
 needs_bind = pytest.mark.skipif(NAMED is None or RNDC is None, reason=MISSING_BIND)

@@ -10,7 +10,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ddnsagent.errors import ZoneSyntaxError
-from ddnsagent.zones.masterfile import lex_line, scan, token_spans, unquote
+from ddnsagent.zones.edit.masterfile import lex_line, scan, token_spans, unquote
 
 ORIGIN = dns.name.from_text("example.net.")
 

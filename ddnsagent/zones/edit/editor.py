@@ -6,8 +6,8 @@ come back exactly as written.  So instead of parsing the zone into objects and p
 record and the SOA serial) and replaces them in place; lines are added only when a managed name
 needs more records than it has, and removed only when it has more than it needs.  The editing is
 done on strings (included files are only read, to check them); the result is checked with
-dnspython before it is handed back, and :func:`ddnsagent.zones.atomic.atomic_write` puts it on
-disk.
+dnspython before it is handed back, and :func:`ddnsagent.zones.edit.atomic.atomic_write`
+puts it on disk.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 
+from ddnsagent.address import IPAddress
 from ddnsagent.errors import ZoneEditError
-from ddnsagent.zones import masterfile
-from ddnsagent.zones.masterfile import Entry, Scan, spell_name
-from ddnsagent.zones.serial import SERIAL_POLICIES, SerialPolicy, next_serial
+from ddnsagent.zones.edit import masterfile
+from ddnsagent.zones.edit.masterfile import Entry, Scan, spell_name
+from ddnsagent.zones.edit.serial import SERIAL_POLICIES, SerialPolicy, next_serial
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Validation = Literal["full", "scan", "none"]
 _VALIDATIONS: tuple[str, ...] = get_args(Validation)
 _RRTYPE = {4: "A", 6: "AAAA"}
@@ -82,7 +82,7 @@ def edit_zone(
     record they follow, else none, i.e. the zone default).  TTLs of existing records are kept.
 
     When anything changed, the SOA serial is advanced by ``serial`` (see
-    :func:`ddnsagent.zones.serial.next_serial`, which uses ``today`` and ``now``, a Unix time).
+    :func:`ddnsagent.zones.edit.serial.next_serial`, which uses ``today`` and ``now``, a Unix time).
 
     ``validate``: ``"full"`` loads the result with dnspython and checks that the managed names
     hold exactly the wanted addresses; ``"scan"`` checks the same by re-scanning the result (much
