@@ -6,7 +6,7 @@ from __future__ import annotations
 from ddnsagent.table import Registry
 
 TYPES = {
-    "zonefile": "ddnsagent.zones.bindfile",
+    "zonefile": "ddnsagent.zones.zonefile",
     "rfc2136": "ddnsagent.zones.rfc2136",
     "unbound": "ddnsagent.zones.unbound",
     "dnsmasq": "ddnsagent.zones.dnsmasq",

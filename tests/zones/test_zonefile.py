@@ -21,7 +21,7 @@ import pytest
 
 from ddnsagent.errors import ConfigError, UpdateFailure, ZoneApplyError
 from ddnsagent.table import Table
-from ddnsagent.zones import bindfile, commands, registry, rfc2136
+from ddnsagent.zones import commands, registry, rfc2136, zonefile
 from ddnsagent.zones.base import desired
 from ddnsagent.zones.edit.serial import next_serial
 from tests.zones.servers import CHECKZONE, MISSING_BIND, NAMED, RNDC, Named, Zone
@@ -72,7 +72,7 @@ $INCLUDE static.inc               ; LAN-only names
 STATIC_INC = "www IN CNAME mail\nprinter IN A 10.0.0.5\n"
 
 
-def settings(path: Path, **extra: Any) -> bindfile.Settings:
+def settings(path: Path, **extra: Any) -> zonefile.Settings:
     data: dict[str, Any] = {
         "name": "local",
         "type": "zonefile",
@@ -82,15 +82,15 @@ def settings(path: Path, **extra: Any) -> bindfile.Settings:
         "hosts": {"nas": NAS_IID},
         **extra,
     }
-    result: bindfile.Settings = registry.parse_settings(
+    result: zonefile.Settings = registry.parse_settings(
         Table(data, "zone.local", path.parent / "config.toml")
     )
     return result
 
 
-def apply(s: bindfile.Settings, four: Any = NEW4, six: Any = NEW6) -> str:
+def apply(s: zonefile.Settings, four: Any = NEW4, six: Any = NEW6) -> str:
     want = desired(s, {4: four, 6: six})
-    return asyncio.run(bindfile.Backend(s).apply(want))
+    return asyncio.run(zonefile.Backend(s).apply(want))
 
 
 def expected_serial(old: int, policy: str = "date") -> int:
@@ -381,7 +381,7 @@ def test_kill_9_never_leaves_a_mix(tmp_path: Path) -> None:
             code = 1
             try:
                 tempfile.tempdir = str(scratch)  # check copies a kill leaves behind
-                backend = bindfile.Backend(s)
+                backend = zonefile.Backend(s)
                 for i in range(CHANGES):
                     four, six = generations[i % 2]
                     backend.apply_now(desired(s, {4: four, 6: six}))
