@@ -38,7 +38,7 @@ from pathlib import Path
 from ddnsagent.errors import ZoneApplyError
 from ddnsagent.table import Table
 from ddnsagent.zones.base import Desired, ZoneCommon, read_common
-from ddnsagent.zones.unbound import (
+from ddnsagent.zones.owned import (
     Records,
     absolute_path,
     carry_over,
