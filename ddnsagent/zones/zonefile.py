@@ -34,11 +34,12 @@ from pathlib import Path
 
 import dns.name
 
+from ddnsagent import dnsclient
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import ZoneApplyError, ZoneEditError
 from ddnsagent.table import Table
-from ddnsagent.zones import commands, rfc2136
-from ddnsagent.zones.base import Desired, ZoneCommon, read_common
+from ddnsagent.zones import commands
+from ddnsagent.zones.base import Desired, ZoneCommon, absolute_records, read_common
 from ddnsagent.zones.edit import masterfile
 from ddnsagent.zones.edit.atomic import atomic_write
 from ddnsagent.zones.edit.editor import Validation, edit_zone
@@ -169,7 +170,7 @@ class Backend:
 
     def describe(self, want: Desired) -> str:
         s = self.settings
-        records = rfc2136.show_records(rfc2136.absolute_records(s, want))
+        records = dnsclient.show_records(absolute_records(s, want))
         steps = [f"edit {s.path}: {records}"]
         if s.check:
             steps.append(f"check with `{' '.join(s.check)}`")
@@ -272,7 +273,7 @@ class Backend:
         except UnicodeDecodeError as exc:
             raise _Untouched(f"{path} is not UTF-8 text: {exc}") from None
         result = self._edit(old_text, groups)
-        records = rfc2136.absolute_records(s, want)
+        records = absolute_records(s, want)
         if result is None:
             if dynamic:
                 thawed = commands.run(activate, s.timeout)
@@ -408,12 +409,12 @@ class Backend:
                 outcome += f" — the zone may still be frozen: {' '.join(activate)}"
         return f"{verb} failed after the edit: {failed.describe()}; {outcome}"
 
-    def _verify(self, records: rfc2136.RecordSets, state: str) -> None:
+    def _verify(self, records: dnsclient.RecordSets, state: str) -> None:
         s = self.settings
         if s.verify is None:
             return
         try:
-            rfc2136.verify(s.verify, records)
+            dnsclient.verify(s.verify, records)
         except ZoneApplyError as exc:
             raise ZoneApplyError(f"{exc} ({state}; see the server's log)") from None
 

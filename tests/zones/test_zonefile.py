@@ -19,9 +19,10 @@ import dns.rdatatype
 import dns.zone
 import pytest
 
+from ddnsagent import dnsclient
 from ddnsagent.errors import ConfigError, UpdateFailure, ZoneApplyError
 from ddnsagent.table import Table
-from ddnsagent.zones import commands, registry, rfc2136, zonefile
+from ddnsagent.zones import commands, registry, zonefile
 from ddnsagent.zones.base import desired
 from ddnsagent.zones.edit.serial import next_serial
 from tests.zones.servers import CHECKZONE, MISSING_BIND, NAMED, RNDC, Named, Zone
@@ -231,7 +232,7 @@ def test_verify_reports_a_server_that_did_not_follow(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`rndc reload` answers success even when the load fails later; verify is what notices."""
-    monkeypatch.setattr(rfc2136, "VERIFY_WAIT", 0.5)
+    monkeypatch.setattr(dnsclient, "VERIFY_WAIT", 0.5)
     with Named(tmp_path / "named", [Zone("example.net", ZONE)]) as named:
         path = named.path("example.net")
         s = settings(path, hosts={}, reload=["true"], verify=named.address)
@@ -305,14 +306,14 @@ def test_dynamic_zone_freeze_thaw_and_refuse(tmp_path: Path) -> None:
     with Named(tmp_path / "named", [Zone("example.net", ZONE, dynamic=True)]) as named:
         path = named.path("example.net")
         server = ("127.0.0.1", named.port)
-        key = rfc2136.tsig_key(_key_settings(named))
+        key = dnsclient.tsig_key(_key_settings(named))
 
         def update(address: str) -> None:
             """An update from someone else; BIND refuses them until a thaw's load is done."""
             records = {"extra.example.net.": {4: [ipaddress.IPv4Address(address)]}}
             for _ in range(50):
                 try:
-                    rfc2136.send_update(server, "example.net.", records, 300, key, 5)
+                    dnsclient.send_update(server, "example.net.", records, 300, key, 5)
                     return
                 except UpdateFailure:
                     time.sleep(0.1)
@@ -353,7 +354,7 @@ def test_dynamic_zone_freeze_thaw_and_refuse(tmp_path: Path) -> None:
 
 def _key_settings(named: Named) -> Any:
     t = Table({"tsig_key_file": str(named.key_file)}, "zone.x", named.dir / "config.toml")
-    return type("K", (), rfc2136.read_tsig(t))()
+    return type("K", (), dnsclient.read_tsig(t))()
 
 
 # --- crash safety ---------------------------------------------------------------------------
