@@ -37,14 +37,13 @@ is in `owned`, shared with the dnsmasq backend.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ddnsagent import process
 from ddnsagent.errors import ZoneApplyError
 from ddnsagent.table import Table
 from ddnsagent.zones.base import Desired, ZoneCommon, read_common
@@ -94,28 +93,6 @@ def from_table(t: Table) -> Settings:
             '"/etc/unbound/unbound.conf"]',
         )
     return Settings(**common, include=include, control=tuple(control))
-
-
-async def run_command(
-    argv: Sequence[str], stdin: str = "", timeout: float = CONTROL_TIMEOUT
-) -> tuple[int, str]:
-    """(exit code, stdout and stderr together); FileNotFoundError and PermissionError for a
-    program that cannot be started, TimeoutError after killing one that hangs."""
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(stdin.encode()), timeout)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-        raise
-    assert process.returncode is not None
-    return process.returncode, out.decode(errors="replace").strip()
 
 
 # -- unbound -------------------------------------------------------------------------------------
@@ -205,20 +182,22 @@ class Backend:
         argv = [*self.settings.control, command]
         shown = " ".join(argv)
         later = "unbound serves the file's records from its next start or reload"
-        try:
-            code, output = await run_command(argv, "".join(f"{line}\n" for line in lines))
-        except (FileNotFoundError, PermissionError) as exc:
-            raise ZoneApplyError(
-                f"{done}, but cannot run {argv[0]}: {exc}; install unbound (unbound-control) "
-                f"or set control = [...] to its path; {later}"
-            ) from None
-        except TimeoutError:
+        outcome = await process.run_async(
+            argv, CONTROL_TIMEOUT, stdin="".join(f"{line}\n" for line in lines)
+        )
+        if outcome.timed_out:
             raise ZoneApplyError(
                 f"{done}, but `{shown}` did not finish within {CONTROL_TIMEOUT:g}s; {later}"
-            ) from None
-        if code != 0:
-            detail = " | ".join(line for line in output.splitlines()[-3:] if line) or "no output"
+            )
+        if not outcome.started:
             raise ZoneApplyError(
-                f"{done}, but `{shown}` failed (exit {code}: {detail}); is unbound running with "
-                f"remote-control enabled (control-enable: yes)? {later}"
+                f"{done}, but cannot run {argv[0]} ({outcome.problem}); install unbound "
+                f"(unbound-control) or set control = [...] to its path; {later}"
+            )
+        if not outcome.ok:
+            lines_out = outcome.output.splitlines()[-3:]
+            detail = " | ".join(line for line in lines_out if line) or "no output"
+            raise ZoneApplyError(
+                f"{done}, but `{shown}` failed (exit {outcome.returncode}: {detail}); is unbound "
+                f"running with remote-control enabled (control-enable: yes)? {later}"
             )

@@ -34,11 +34,10 @@ from pathlib import Path
 
 import dns.name
 
-from ddnsagent import dnsclient
+from ddnsagent import dnsclient, process
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import ZoneApplyError, ZoneEditError
 from ddnsagent.table import Table
-from ddnsagent.zones import commands
 from ddnsagent.zones.base import Desired, ZoneCommon, absolute_records, read_common
 from ddnsagent.zones.edit import masterfile
 from ddnsagent.zones.edit.atomic import atomic_write
@@ -149,7 +148,7 @@ class _DynamicAfterAll(ZoneApplyError):
     """The reload was refused because the zone is dynamic (its journal had been removed); the
     previous file is back in place."""
 
-    def __init__(self, outcome: commands.Outcome) -> None:
+    def __init__(self, outcome: process.Outcome) -> None:
         super().__init__(outcome.describe())
 
 
@@ -210,7 +209,7 @@ class Backend:
                 f"{s.path} belongs to a dynamic zone ({why}); editing it needs freeze and thaw "
                 '(derived only from an rndc reload): set freeze and thaw, or use type = "rfc2136"'
             )
-        frozen = commands.run(s.freeze, s.timeout)
+        frozen = process.run(s.freeze, s.timeout)
         if not frozen.ok:
             hint = ""
             if "not dynamic" in frozen.output:
@@ -224,7 +223,7 @@ class Backend:
             return message
         except _Untouched as exc:
             thaw_needed = False
-            thawed = commands.run(s.thaw, s.timeout)
+            thawed = process.run(s.thaw, s.timeout)
             if thawed.ok:
                 raise ZoneApplyError(f"{exc}; the zone was thawed again") from None
             raise ZoneApplyError(
@@ -236,7 +235,7 @@ class Backend:
             raise
         finally:
             if thaw_needed:  # an unexpected error: never leave the zone frozen
-                commands.run(s.thaw, s.timeout)
+                process.run(s.thaw, s.timeout)
 
     def _wait_for_dump(self) -> None:
         """`rndc freeze` returns before BIND has written the journal's changes into the file;
@@ -276,7 +275,7 @@ class Backend:
         records = absolute_records(s, want)
         if result is None:
             if dynamic:
-                thawed = commands.run(activate, s.timeout)
+                thawed = process.run(activate, s.timeout)
                 if not thawed.ok:
                     raise ZoneApplyError(
                         f"{path} is already up to date, but thawing failed: {thawed.describe()}"
@@ -295,7 +294,7 @@ class Backend:
             f"serial {result.old_serial} -> {result.new_serial}"
         )
         if activate:
-            done = commands.run(activate, s.timeout)
+            done = process.run(activate, s.timeout)
             if not done.ok:
                 if not dynamic and s.freeze and _DYNAMIC_REFUSAL in done.output:
                     problem = self._put_back(old_bytes)
@@ -364,9 +363,9 @@ class Backend:
                 candidate = os.path.join(directory, os.path.basename(s.path))
                 with open(candidate, "w", encoding="utf-8", newline="") as file:
                     file.write(text)
-                argv = commands.expand(s.check, {"path": candidate})
+                argv = process.expand(s.check, {"path": candidate})
                 cwd = s.include_dir if os.path.isdir(s.include_dir) else None
-                outcome = commands.run(argv, s.timeout, cwd=cwd)
+                outcome = process.run(argv, s.timeout, cwd=cwd)
         except OSError as exc:
             raise _Untouched(f"cannot write the copy to check: {exc}") from None
         if not outcome.ok:
@@ -393,14 +392,14 @@ class Backend:
         return ""
 
     def _roll_back(
-        self, old_bytes: bytes, activate: tuple[str, ...], verb: str, failed: commands.Outcome
+        self, old_bytes: bytes, activate: tuple[str, ...], verb: str, failed: process.Outcome
     ) -> str:
         """Put the previous file back and activate it again; the message names both."""
         s = self.settings
         problem = self._put_back(old_bytes)
         if problem:
             return f"{verb} failed: {failed.describe()}; {problem}"
-        again = commands.run(activate, s.timeout)
+        again = process.run(activate, s.timeout)
         if again.ok:
             outcome = f"the previous file was put back and {verb}ed: the server serves it"
         else:

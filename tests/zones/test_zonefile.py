@@ -19,10 +19,10 @@ import dns.rdatatype
 import dns.zone
 import pytest
 
-from ddnsagent import dnsclient
+from ddnsagent import dnsclient, process
 from ddnsagent.errors import ConfigError, UpdateFailure, ZoneApplyError
 from ddnsagent.table import Table
-from ddnsagent.zones import commands, registry, zonefile
+from ddnsagent.zones import registry, zonefile
 from ddnsagent.zones.base import desired
 from ddnsagent.zones.edit.serial import next_serial
 from tests.zones.servers import CHECKZONE, MISSING_BIND, NAMED, RNDC, Named, Zone
@@ -125,18 +125,18 @@ def test_settings_mistakes(tmp_path: Path) -> None:
 
 def test_commands_timeout_kills_the_group_and_reports() -> None:
     started = time.monotonic()
-    slow = commands.run(["sh", "-c", "echo waiting; sleep 30 & sleep 30"], 0.3)
+    slow = process.run(["sh", "-c", "echo waiting; sleep 30 & sleep 30"], 0.3)
     assert time.monotonic() - started < 5
     assert not slow.ok and slow.returncode is None
     assert (
         slow.describe() == "`sh -c echo waiting; sleep 30 & sleep 30` did not finish within "
         "0.3s and was killed: waiting"
     )
-    missing = commands.run(["/nonexistent/rndc", "reload"], 1)
+    missing = process.run(["/nonexistent/rndc", "reload"], 1)
     assert "could not be started" in missing.describe()
-    failed = commands.run(["sh", "-c", "echo out; echo err >&2; exit 4"], 5)
+    failed = process.run(["sh", "-c", "echo out; echo err >&2; exit 4"], 5)
     assert failed.returncode == 4 and failed.describe().endswith("exited 4: out err")
-    assert commands.expand(["x", "{path}", "{other}"], {"path": "/p"}) == ("x", "/p", "{other}")
+    assert process.expand(["x", "{path}", "{other}"], {"path": "/p"}) == ("x", "/p", "{other}")
 
 
 def test_one_serial_step_for_names_and_hosts_without_server(tmp_path: Path) -> None:
