@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 from ddnsagent.address import IPAddress
-from ddnsagent.dnsclient import read_server
 from ddnsagent.table import Table
 
 
@@ -63,6 +62,10 @@ def read_common(t: Table) -> dict[str, Any]:
             ) from None
     verify = None
     if t.has("verify"):
+        # lazy: dnsclient loads dnspython's query modules (~70 ms); code that only needs
+        # `desired` or the protocol imports this module without them.
+        from ddnsagent.dnsclient import read_server
+
         verify = read_server(t, "verify", 53)
     return {
         "name": name,
@@ -112,11 +115,13 @@ def absolute_records(settings: ZoneCommon, want: Desired) -> dict[str, dict[int,
 
 
 class ZoneBackend(Protocol):
-    settings: Any
-    TYPE: ClassVar[str]
+    """The seam between the agent and a backend. Each backend module checks its `Backend`
+    against it (`_: type[ZoneBackend] = Backend`), so mypy verifies every one."""
+
+    def describe(self, want: Desired) -> str:
+        """What `apply` would do, in one line (for a dry run)."""
+        ...
 
     async def apply(self, want: Desired) -> str:
         """Make the server hold `want`; return a one-line account, or raise ZoneApplyError."""
         ...
-
-    def describe(self, want: Desired) -> str: ...

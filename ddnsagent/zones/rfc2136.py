@@ -18,7 +18,7 @@ from ddnsagent.dnsclient import show_records, show_server
 from ddnsagent.errors import SecretUnavailable, UpdateFailure, ZoneApplyError
 from ddnsagent.secrets import Secret
 from ddnsagent.table import Table
-from ddnsagent.zones.base import Desired, ZoneCommon, absolute_records, read_common
+from ddnsagent.zones.base import Desired, ZoneBackend, ZoneCommon, absolute_records, read_common
 
 TYPE = "rfc2136"
 KEYS = (
@@ -57,8 +57,6 @@ class Backend:
     """Asks the server first and sends nothing when it already answers what we want (so the
     journal and the serial do not grow at every sync); after an update, verifies at `verify`,
     or at the server itself."""
-
-    TYPE = TYPE
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -99,3 +97,6 @@ class Backend:
         dnsclient.verify(check_at, records, timeout=min(s.timeout, 2.0))
         shown = show_records(records)
         return f"updated {shown} at {show_server(s.server)}; verified at {show_server(check_at)}"
+
+
+_: type[ZoneBackend] = Backend  # mypy checks the class against the protocol

@@ -46,7 +46,7 @@ from pathlib import Path
 from ddnsagent import process
 from ddnsagent.errors import ZoneApplyError
 from ddnsagent.table import Table
-from ddnsagent.zones.base import Desired, ZoneCommon, read_common
+from ddnsagent.zones.base import Desired, ZoneBackend, ZoneCommon, read_common
 from ddnsagent.zones.owned import (
     RRTYPE,
     Records,
@@ -142,8 +142,6 @@ def parse(text: str) -> Records:
 
 
 class Backend:
-    TYPE = TYPE
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
@@ -201,3 +199,6 @@ class Backend:
                 f"{done}, but `{shown}` failed (exit {outcome.returncode}: {detail}); is unbound "
                 f"running with remote-control enabled (control-enable: yes)? {later}"
             )
+
+
+_: type[ZoneBackend] = Backend  # mypy checks the class against the protocol

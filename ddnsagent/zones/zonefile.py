@@ -38,7 +38,7 @@ from ddnsagent import dnsclient, process
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import ZoneApplyError, ZoneEditError
 from ddnsagent.table import Table
-from ddnsagent.zones.base import Desired, ZoneCommon, absolute_records, read_common
+from ddnsagent.zones.base import Desired, ZoneBackend, ZoneCommon, absolute_records, read_common
 from ddnsagent.zones.edit import masterfile
 from ddnsagent.zones.edit.atomic import atomic_write
 from ddnsagent.zones.edit.editor import Validation, edit_zone
@@ -162,8 +162,6 @@ class _Result:
 
 
 class Backend:
-    TYPE = TYPE
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
@@ -416,6 +414,9 @@ class Backend:
             dnsclient.verify(s.verify, records)
         except ZoneApplyError as exc:
             raise ZoneApplyError(f"{exc} ({state}; see the server's log)") from None
+
+
+_: type[ZoneBackend] = Backend  # mypy checks the class against the protocol
 
 
 _DYNAMIC_REFUSAL = "dynamic zone"  # rndc: 'reload' failed: dynamic zone
