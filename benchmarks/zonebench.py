@@ -58,7 +58,7 @@ def main() -> int:
     args = p.parse_args()
 
     t0 = time.perf_counter()
-    from ddnsagent.zones import edit_zone
+    from ddnsagent.zones.edit.editor import edit_zone
 
     import_s = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -4,7 +4,7 @@ or a hoster that accepts TSIG-signed updates).
 Each update replaces that family's records of every hostname in one signed UPDATE message, over
 TCP. The server's refusals (REFUSED, NOTAUTH, NOTZONE, a key it does not know or a signature it
 cannot check) need the user and stop the target; no answer, SERVFAIL or a clock complaint are
-retried. The sending code is the `rfc2136` zone backend's.
+retried. The protocol is the DNS client's, shared with the `rfc2136` zone backend.
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ import dns.exception
 import dns.name
 import httpx
 
+from ddnsagent import dnsclient
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import FatalAnswer, TransientError, UpdateFailure
 from ddnsagent.providers.base import Common, read_common
 from ddnsagent.secrets import Secret
 from ddnsagent.table import Table
-from ddnsagent.zones import rfc2136
-from ddnsagent.zones.base import parse_server
 
 TYPE = "rfc2136"
 KEYS = (
@@ -48,7 +47,7 @@ def from_table(t: Table) -> Settings:
     common = read_common(t, ipv4=True, ipv6=False)
     if not t.has("zone"):
         raise t.error("zone", "is required", 'write the zone the names live in, e.g. "example.net"')
-    zone = rfc2136.read_zone_name(t, "")
+    zone = dnsclient.read_zone_name(t, "")
     zone_name = dns.name.from_text(zone)
     if t.has("names") == t.has("hostnames"):
         raise t.error(
@@ -72,11 +71,11 @@ def from_table(t: Table) -> Settings:
         raise t.error(key, "is empty", "name at least one host")
     return Settings(
         **common,
-        server=parse_server(t, "server", 53),
+        server=dnsclient.read_server(t, "server", 53),
         zone=zone,
         hostnames=tuple(dict.fromkeys(hostnames)),
         ttl=t.integer("ttl", 300, minimum=0),
-        **rfc2136.read_tsig(t),
+        **dnsclient.read_tsig(t),
         timeout=t.duration("timeout", 10.0),
     )
 
@@ -90,10 +89,10 @@ class Client:
 
     def describe(self, family: int, address: IPAddress) -> str:
         s = self.settings
-        rrtype = "A" if family == 4 else "AAAA"
+        rrtype = dnsclient.RRTYPE[family]
         signed = f"signed with {s.tsig_name or s.tsig_key_file}" if s.tsig_secret else "unsigned"
         return (
-            f"UPDATE zone {s.zone} at {s.server[0]}:{s.server[1]} ({signed}): "
+            f"UPDATE zone {s.zone} at {dnsclient.show_server(s.server)} ({signed}): "
             f"{', '.join(s.hostnames)} {rrtype} {address}"
         )
 
@@ -102,13 +101,13 @@ class Client:
 
     def _send(self, family: int, address: IPAddress) -> str:
         s = self.settings
-        key = rfc2136.tsig_key(s)  # SecretUnavailable goes to the agent as it is
+        key = dnsclient.tsig_key(s)  # SecretUnavailable goes to the agent as it is
         records = {h: {family: [address]} for h in s.hostnames}
         try:
-            rfc2136.send_update(s.server, s.zone, records, s.ttl, key, s.timeout)
+            dnsclient.send_update(s.server, s.zone, records, s.ttl, key, s.timeout)
         except UpdateFailure as exc:
             if exc.fatal:
                 raise FatalAnswer(str(exc), exc.fix) from None
             raise TransientError(f"{exc} ({exc.fix})") from None
-        rrtype = "A" if family == 4 else "AAAA"
+        rrtype = dnsclient.RRTYPE[family]
         return f"{', '.join(s.hostnames)} {rrtype} set to {address}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 from ddnsagent.address import IPAddress
 from ddnsagent.table import Table
@@ -62,7 +62,11 @@ def read_common(t: Table) -> dict[str, Any]:
             ) from None
     verify = None
     if t.has("verify"):
-        verify = parse_server(t, "verify", 53)
+        # lazy: dnsclient loads dnspython's query modules (~70 ms); code that only needs
+        # `desired` or the protocol imports this module without them.
+        from ddnsagent.dnsclient import read_server
+
+        verify = read_server(t, "verify", 53)
     return {
         "name": name,
         "type": t.string("type"),
@@ -73,26 +77,6 @@ def read_common(t: Table) -> dict[str, Any]:
         "ttl": t.integer("ttl", 300, minimum=0),
         "verify": verify,
     }
-
-
-def parse_server(t: Table, key: str, default_port: int) -> tuple[str, int]:
-    """ "127.0.0.1:53", "[::1]:5353" or a bare address."""
-    text = t.string(key).strip()
-    host, port = text, default_port
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest.startswith(":") and rest[1:].isdigit():
-            port = int(rest[1:])
-    elif text.count(":") == 1:
-        host, _, p = text.partition(":")
-        if not p.isdigit():
-            raise t.error(key, f"{text!r} has no valid port")
-        port = int(p)
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise t.error(key, f"{text!r} is not an IP address (with an optional :port)") from None
-    return host, port
 
 
 @dataclass
@@ -120,12 +104,24 @@ def desired(settings: ZoneCommon, addresses: dict[int, IPAddress]) -> Desired:
     return out
 
 
+def absolute_records(settings: ZoneCommon, want: Desired) -> dict[str, dict[int, list[IPAddress]]]:
+    """`want` with absolute owners, keeping only the families whose address is known."""
+    out: dict[str, dict[int, list[IPAddress]]] = {}
+    for name, families in want.records.items():
+        kept = {f: list(a) for f, a in families.items() if f in want.families}
+        if kept:
+            out[settings.fqdn(name)] = kept
+    return out
+
+
 class ZoneBackend(Protocol):
-    settings: Any
-    TYPE: ClassVar[str]
+    """The seam between the agent and a backend. Each backend module checks its `Backend`
+    against it (`_: type[ZoneBackend] = Backend`), so mypy verifies every one."""
+
+    def describe(self, want: Desired) -> str:
+        """What `apply` would do, in one line (for a dry run)."""
+        ...
 
     async def apply(self, want: Desired) -> str:
         """Make the server hold `want`; return a one-line account, or raise ZoneApplyError."""
         ...
-
-    def describe(self, want: Desired) -> str: ...

@@ -37,8 +37,8 @@ from pathlib import Path
 
 from ddnsagent.errors import ZoneApplyError
 from ddnsagent.table import Table
-from ddnsagent.zones.base import Desired, ZoneCommon, read_common
-from ddnsagent.zones.unbound import (
+from ddnsagent.zones.base import Desired, ZoneBackend, ZoneCommon, read_common
+from ddnsagent.zones.owned import (
     Records,
     absolute_path,
     carry_over,
@@ -154,8 +154,6 @@ def hang_up(pidfile: Path) -> int:
 
 
 class Backend:
-    TYPE = TYPE
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
@@ -186,3 +184,6 @@ class Backend:
                 raise ZoneApplyError(f"{done}, but {exc}") from None
             done += f"; {s.verify[0]} port {s.verify[1]} serves them"
         return done
+
+
+_: type[ZoneBackend] = Backend  # mypy checks the class against the protocol

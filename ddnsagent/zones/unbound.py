@@ -31,30 +31,36 @@ agent tries again at the next sync. When the file cannot be written, the running
 touched either, so the server and its configuration never disagree because of us.
 
 A family missing from an update (its address is unknown this time) keeps the records the file
-held for it. The helpers below that are not unbound-specific are shared with the dnsmasq backend.
+held for it. What is not unbound's own (the owned file, carrying records over, asking the server)
+is in `owned`, shared with the dnsmasq backend.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import dns.asyncquery
-import dns.exception
-import dns.message
-import dns.rdatatype
-
-from ddnsagent.address import IPAddress
+from ddnsagent import process
 from ddnsagent.errors import ZoneApplyError
 from ddnsagent.table import Table
-from ddnsagent.zones.atomic import atomic_write
-from ddnsagent.zones.base import Desired, ZoneCommon, read_common
+from ddnsagent.zones.base import Desired, ZoneBackend, ZoneCommon, read_common
+from ddnsagent.zones.owned import (
+    RRTYPE,
+    Records,
+    absolute_path,
+    carry_over,
+    check_hostnames,
+    check_served,
+    count,
+    header,
+    managed_names,
+    read_owned,
+    summary,
+    write_owned,
+)
 
 TYPE = "unbound"
 KEYS = "include, control"
@@ -63,14 +69,9 @@ DEFAULT_INCLUDE = "/etc/unbound/unbound.conf.d/ddnsagent.conf"
 DEFAULT_CONTROL = ("unbound-control",)
 CONTROL_TIMEOUT = 15.0
 
-Records = dict[str, dict[int, list[IPAddress]]]  # absolute name → family → addresses
-
-MARK = "# Managed by ddnsagent"
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
 _LOCAL_DATA = re.compile(
     r'^\s*local-data:\s*"(?P<name>\S+)\s+\d+\s+IN\s+(?P<type>A|AAAA)\s+(?P<address>\S+)"\s*$'
 )
-_RRTYPE = {4: "A", 6: "AAAA"}
 
 
 @dataclass(frozen=True)
@@ -94,196 +95,6 @@ def from_table(t: Table) -> Settings:
     return Settings(**common, include=include, control=tuple(control))
 
 
-# -- shared with the dnsmasq backend -------------------------------------------------------------
-
-
-def check_hostnames(t: Table, common: dict[str, Any]) -> None:
-    """Refuse names that are not host names: they would break the file's syntax (a quote, a
-    '#') or be refused by the server, and the error belongs at configuration time."""
-    origin = str(common["origin"])
-    if not all(_LABEL.match(label) for label in origin.rstrip(".").split(".")):
-        raise t.error("origin", f"{origin!r} is not a host name", 'e.g. "example.net"')
-    for name in common["names"]:
-        if name != "@" and not all(_LABEL.match(label) for label in name.split(".")):
-            raise t.error(
-                "names", f"{name!r} is not a host name", "use letters, digits and '-' per label"
-            )
-    for host, _ in common["hosts"]:
-        if not all(_LABEL.match(label) for label in host.split(".")):
-            raise t.error(f"hosts.{host}", "is not a host name", "use letters, digits and '-'")
-    if len(origin) > 254:
-        raise t.error("origin", "is longer than 253 characters")
-
-
-def absolute_path(t: Table, key: str, default: str) -> Path:
-    path = Path(t.string(key, default))
-    if not path.is_absolute():
-        raise t.error(key, f"found {str(path)!r}, expected an absolute path")
-    return path
-
-
-def managed_names(settings: ZoneCommon) -> list[str]:
-    """Every name the zone keeps, relative to the origin, in configuration order."""
-    return list(dict.fromkeys([*settings.names, *(host for host, _ in settings.hosts)]))
-
-
-def carry_over(settings: ZoneCommon, want: Desired, previous: Records) -> Records:
-    """The records to hold now, by absolute name: `want` for its families; for the other
-    families what `previous` held, since their address is unknown this time. Names no longer
-    configured are dropped; names left with no address are left out."""
-    out: Records = {}
-    for rel in managed_names(settings):
-        fqdn = settings.fqdn(rel)
-        families: dict[int, list[IPAddress]] = {}
-        for family in (4, 6):
-            if family in want.families:
-                addresses = want.records.get(rel, {}).get(family, [])
-            else:
-                addresses = previous.get(fqdn, {}).get(family, [])
-            if addresses:
-                families[family] = list(dict.fromkeys(addresses))
-        if families:
-            out[fqdn] = families
-    return out
-
-
-def header(settings: ZoneCommon, how: str) -> str:
-    """The first lines of an owned file; `owner()` reads the zone name back from them."""
-    return (
-        f'{MARK} (zone "{settings.name}", origin {settings.origin}).\n'
-        "# The agent replaces this file whole whenever an address changes: edits are lost.\n"
-        f"# {how}\n"
-    )
-
-
-def owner(text: str) -> str | None:
-    """The zone named in an owned file's header; "" for an empty file; None when the file was
-    not written by the agent."""
-    if not text.strip():
-        return ""
-    first = text.splitlines()[0]
-    match = re.match(re.escape(MARK) + r' \(zone "([^"]*)"', first)
-    return match.group(1) if match else None
-
-
-def read_owned(path: Path, settings: ZoneCommon) -> str:
-    """The current text of an owned file ("" when missing), or ZoneApplyError when the file
-    belongs to someone else: it is never overwritten then."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return ""
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ZoneApplyError(f"cannot read {path}: {exc}; nothing changed") from None
-    who = owner(text)
-    if who is None:
-        raise ZoneApplyError(
-            f"{path} exists and was not written by ddnsagent; nothing changed. The agent owns "
-            "this file entirely: move your own content elsewhere and delete it, or choose "
-            "another path for this zone"
-        )
-    if who and who != settings.name:
-        raise ZoneApplyError(
-            f'{path} belongs to zone "{who}"; nothing changed. Give each [[zone]] its own file '
-            "(or delete this one if you renamed the zone)"
-        )
-    return text
-
-
-async def write_owned(path: Path, text: str) -> None:
-    """Atomically, mode 0644 so the server's own user can read it, no backup: a `.bak` beside
-    it could be picked up by a directory include and serve stale addresses."""
-    try:
-        await asyncio.to_thread(atomic_write, path, text.encode(), 0o644, False)
-    except OSError as exc:
-        fix = " (create the directory first)" if isinstance(exc, FileNotFoundError) else ""
-        raise ZoneApplyError(
-            f"cannot write {path}: {exc}{fix}; the running server was not touched"
-        ) from None
-
-
-def summary(records: Records) -> str:
-    parts = []
-    for fqdn, families in records.items():
-        for family, addresses in sorted(families.items()):
-            parts += [f"{fqdn} {_RRTYPE[family]} {a}" for a in addresses]
-    return ", ".join(parts) if parts else "no records"
-
-
-def count(records: Records) -> int:
-    return sum(len(a) for families in records.values() for a in families.values())
-
-
-async def check_served(
-    server: tuple[str, int],
-    records: Records,
-    attempts: int = 10,
-    delay: float = 0.2,
-    timeout: float = 2.0,
-) -> None:
-    """Ask `server` for every record held, until all answers match or `attempts` rounds are
-    spent (a server may load a change a moment after being told to)."""
-    host, port = server
-    pending = [
-        (fqdn, family, {str(a) for a in addresses})
-        for fqdn, families in records.items()
-        for family, addresses in families.items()
-    ]
-    wrong: list[str] = []
-    for attempt in range(attempts):
-        if attempt:
-            await asyncio.sleep(delay)
-        wrong = []
-        still = []
-        for fqdn, family, expected in pending:
-            got = await _lookup(host, port, fqdn, family, timeout)
-            if got != expected:
-                shown = ", ".join(sorted(got)) if isinstance(got, set) else got
-                wrong.append(f"{fqdn} {_RRTYPE[family]} is {shown or 'empty'}")
-                still.append((fqdn, family, expected))
-        pending = still
-        if not pending:
-            return
-    raise ZoneApplyError(f"{host} port {port} does not serve the new records: {'; '.join(wrong)}")
-
-
-async def _lookup(host: str, port: int, fqdn: str, family: int, timeout: float) -> set[str] | str:
-    rdtype = dns.rdatatype.A if family == 4 else dns.rdatatype.AAAA
-    query = dns.message.make_query(fqdn, rdtype)
-    try:
-        answer = await dns.asyncquery.udp(query, host, timeout=timeout, port=port)
-    except (dns.exception.DNSException, OSError) as exc:
-        return f"unknown ({type(exc).__name__}: {exc})"
-    return {
-        str(ipaddress.ip_address(rr.address))
-        for rrset in answer.answer
-        if rrset.rdtype == rdtype
-        for rr in rrset
-    }
-
-
-async def run_command(
-    argv: Sequence[str], stdin: str = "", timeout: float = CONTROL_TIMEOUT
-) -> tuple[int, str]:
-    """(exit code, stdout and stderr together); FileNotFoundError and PermissionError for a
-    program that cannot be started, TimeoutError after killing one that hangs."""
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(stdin.encode()), timeout)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-        raise
-    assert process.returncode is not None
-    return process.returncode, out.decode(errors="replace").strip()
-
-
 # -- unbound -------------------------------------------------------------------------------------
 
 
@@ -302,7 +113,7 @@ def render(settings: Settings, records: Records) -> str:
 
 def resource_records(settings: ZoneCommon, records: Records) -> list[str]:
     return [
-        f"{fqdn} {settings.ttl} IN {_RRTYPE[family]} {address}"
+        f"{fqdn} {settings.ttl} IN {RRTYPE[family]} {address}"
         for fqdn, families in records.items()
         for family, addresses in sorted(families.items())
         for address in addresses
@@ -331,8 +142,6 @@ def parse(text: str) -> Records:
 
 
 class Backend:
-    TYPE = TYPE
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
@@ -371,20 +180,25 @@ class Backend:
         argv = [*self.settings.control, command]
         shown = " ".join(argv)
         later = "unbound serves the file's records from its next start or reload"
-        try:
-            code, output = await run_command(argv, "".join(f"{line}\n" for line in lines))
-        except (FileNotFoundError, PermissionError) as exc:
-            raise ZoneApplyError(
-                f"{done}, but cannot run {argv[0]}: {exc}; install unbound (unbound-control) "
-                f"or set control = [...] to its path; {later}"
-            ) from None
-        except TimeoutError:
+        outcome = await process.run_async(
+            argv, CONTROL_TIMEOUT, stdin="".join(f"{line}\n" for line in lines)
+        )
+        if outcome.timed_out:
             raise ZoneApplyError(
                 f"{done}, but `{shown}` did not finish within {CONTROL_TIMEOUT:g}s; {later}"
-            ) from None
-        if code != 0:
-            detail = " | ".join(line for line in output.splitlines()[-3:] if line) or "no output"
-            raise ZoneApplyError(
-                f"{done}, but `{shown}` failed (exit {code}: {detail}); is unbound running with "
-                f"remote-control enabled (control-enable: yes)? {later}"
             )
+        if not outcome.started:
+            raise ZoneApplyError(
+                f"{done}, but cannot run {argv[0]} ({outcome.problem}); install unbound "
+                f"(unbound-control) or set control = [...] to its path; {later}"
+            )
+        if not outcome.ok:
+            lines_out = outcome.output.splitlines()[-3:]
+            detail = " | ".join(line for line in lines_out if line) or "no output"
+            raise ZoneApplyError(
+                f"{done}, but `{shown}` failed (exit {outcome.returncode}: {detail}); is unbound "
+                f"running with remote-control enabled (control-enable: yes)? {later}"
+            )
+
+
+_: type[ZoneBackend] = Backend  # mypy checks the class against the protocol

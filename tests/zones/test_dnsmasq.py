@@ -16,7 +16,7 @@ import pytest
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import ConfigError, ZoneApplyError
 from ddnsagent.table import Table
-from ddnsagent.zones import dnsmasq, registry
+from ddnsagent.zones import dnsmasq, owned, registry
 from ddnsagent.zones.base import desired
 from tests.zones.local_servers import DnsmasqServer, lookup, wait_for
 
@@ -96,7 +96,7 @@ def test_configuration_errors_name_the_key(keys: dict[str, Any], key: str) -> No
 
 def test_hosts_file_lines_and_round_trip() -> None:
     s = settings_for(names=["@", "mail", "www.dept"])
-    records = dnsmasq.carry_over(s, desired(s, {4: WAN4, 6: WAN6}), {})
+    records = owned.carry_over(s, desired(s, {4: WAN4, 6: WAN6}), {})
     text = dnsmasq.render(s, records)
     body = [line for line in text.splitlines() if not line.startswith("#")]
     assert body == [

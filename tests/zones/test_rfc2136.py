@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ddnsagent import config, providers
+from ddnsagent import config, dnsclient, providers
 from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.errors import (
     ConfigError,
@@ -120,14 +120,14 @@ def test_parse_key_file_bind_format() -> None:
     };
     /* another */ key other { algorithm HMAC-SHA512; secret "b3RoZXI="; };
     """
-    assert rfc2136.parse_key_file(text) == [
-        rfc2136.KeyEntry("ddns-key", "hmac-sha256", "c2Vj//cmV0LXNlY3JldC1zZWNyZXQ="),
-        rfc2136.KeyEntry("other", "hmac-sha512", "b3RoZXI="),
+    assert dnsclient.parse_key_file(text) == [
+        dnsclient.KeyEntry("ddns-key", "hmac-sha256", "c2Vj//cmV0LXNlY3JldC1zZWNyZXQ="),
+        dnsclient.KeyEntry("other", "hmac-sha512", "b3RoZXI="),
     ]
 
 
 def test_judge_rcodes() -> None:
-    rfc2136.judge(0, "s", "k")
+    dnsclient.judge(0, "s", "k")
     for rcode, fatal, words in (
         (5, True, "REFUSED"),
         (9, True, "NOTAUTH"),
@@ -136,10 +136,10 @@ def test_judge_rcodes() -> None:
         (1, True, "FORMERR"),
     ):
         with pytest.raises(UpdateFailure) as failed:
-            rfc2136.judge(rcode, "server", "ddns-key")
+            dnsclient.judge(rcode, "server", "ddns-key")
         assert failed.value.fatal is fatal and words in str(failed.value)
     with pytest.raises(UpdateFailure) as failed:
-        rfc2136.judge(5, "server", "ddns-key")
+        dnsclient.judge(5, "server", "ddns-key")
     assert "update-policy { grant ddns-key zonesub ANY; }" in failed.value.fix
 
 

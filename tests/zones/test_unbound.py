@@ -14,7 +14,7 @@ import pytest
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import ConfigError, ZoneApplyError
 from ddnsagent.table import Table
-from ddnsagent.zones import registry, unbound
+from ddnsagent.zones import owned, registry, unbound
 from ddnsagent.zones.base import desired
 from tests.zones.local_servers import UnboundServer, lookup
 
@@ -87,24 +87,24 @@ def test_configuration_errors_name_the_key(keys: dict[str, Any], key: str) -> No
 
 def test_render_parse_round_trip(tmp_path: Path) -> None:
     s = settings_for(include=str(tmp_path / "x.conf"), ttl=120)
-    records = unbound.carry_over(s, desired(s, {4: WAN4, 6: WAN6}), {})
+    records = owned.carry_over(s, desired(s, {4: WAN4, 6: WAN6}), {})
     text = unbound.render(s, records)
     assert text.startswith('# Managed by ddnsagent (zone "home"')
     assert "\nserver:\n" in text
     assert '    local-data: "mail.example.net. 120 IN A 203.0.113.7"\n' in text
     assert '    local-data: "nas.example.net. 120 IN AAAA 2001:db8:1:2:11:22ff:fe33:4455"\n' in text
     assert unbound.parse(text) == records
-    assert unbound.owner(text) == "home"
+    assert owned.owner(text) == "home"
 
 
 def test_a_missing_family_keeps_its_records_and_old_names_go() -> None:
     s = settings_for()
-    before: unbound.Records = {
+    before: owned.Records = {
         "example.net.": {4: [ipaddress.ip_address("192.0.2.1")], 6: [WAN6]},
         "nas.example.net.": {6: [ipaddress.ip_address("2001:db8::11")]},
         "gone.example.net.": {4: [ipaddress.ip_address("192.0.2.9")]},
     }
-    now = unbound.carry_over(s, desired(s, {4: WAN4}), before)
+    now = owned.carry_over(s, desired(s, {4: WAN4}), before)
     assert now == {
         "example.net.": {4: [WAN4], 6: [WAN6]},
         "mail.example.net.": {4: [WAN4]},
@@ -193,9 +193,9 @@ def test_server_down_writes_the_file_and_reports(server: UnboundServer) -> None:
 
 
 def test_verify_reports_records_the_server_does_not_serve(server: UnboundServer) -> None:
-    wanted: unbound.Records = {"other.example.net.": {4: [WAN4]}, "example.net.": {6: [WAN6]}}
+    wanted: owned.Records = {"other.example.net.": {4: [WAN4]}, "example.net.": {6: [WAN6]}}
     with pytest.raises(ZoneApplyError) as caught:
-        asyncio.run(unbound.check_served(("127.0.0.1", server.port), wanted, 2, 0.01))
+        asyncio.run(owned.check_served(("127.0.0.1", server.port), wanted, 2, 0.01))
     assert str(caught.value) == (
         f"127.0.0.1 port {server.port} does not serve the new records: "
         "other.example.net. A is empty; example.net. AAAA is empty"

@@ -15,8 +15,8 @@ from pathlib import Path
 import dns.zone
 import pytest
 
-from ddnsagent.zones import atomic
-from ddnsagent.zones.atomic import atomic_write
+from ddnsagent.zones.edit import atomic
+from ddnsagent.zones.edit.atomic import atomic_write
 
 ATOMIC_SOURCE = Path(atomic.__file__)
 

@@ -13,7 +13,7 @@ import dns.zone
 import pytest
 
 from ddnsagent.errors import ZoneEditError, ZoneSyntaxError
-from ddnsagent.zones import ZoneEdit, edit_zone
+from ddnsagent.zones.edit.editor import ZoneEdit, edit_zone
 from tests.zones.zone_samples import MINIMAL, NOW, TODAY, V4, V6
 
 DATA = Path(__file__).parent / "data"

@@ -10,7 +10,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ddnsagent.errors import ZoneSyntaxError
-from ddnsagent.zones.masterfile import lex_line, scan, token_spans, unquote
+from ddnsagent.zones.edit.masterfile import lex_line, scan, token_spans, unquote
 
 ORIGIN = dns.name.from_text("example.net.")
 
@@ -59,7 +59,11 @@ def test_lexer_matches_dnspython(line: str) -> None:
 
 @given(
     st.lists(
-        st.from_regex(r"[A-Za-z0-9_-]{1,8}|\*|[a-z]\\[0-9]{3}[a-z]|\\@x|a\\\.b", fullmatch=True),
+        # Any escaped character but CR: the scanner refuses a bare CR outright (safe), where
+        # dnspython would take an escaped one.
+        st.from_regex(
+            r"[A-Za-z0-9_-]{1,8}|\*|[a-z]\\[0-9]{3}[a-z]|\\@x|a\\[^\r\n]b", fullmatch=True
+        ),
         min_size=1,
         max_size=3,
     ),

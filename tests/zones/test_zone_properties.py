@@ -11,7 +11,7 @@ import dns.zone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ddnsagent.zones import edit_zone
+from ddnsagent.zones.edit.editor import edit_zone
 from tests.zones.zone_samples import NOW, TODAY
 
 ZONE = dns.name.from_text("example.net.")

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ddnsagent.errors import ZoneEditError
-from ddnsagent.zones import SERIAL_POLICIES, next_serial
+from ddnsagent.zones.edit.serial import SERIAL_POLICIES, next_serial
 
 DAY = datetime.date(2024, 1, 1)
 NOW = 1_704_067_200

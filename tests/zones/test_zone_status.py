@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import ddnsagent, write_config
@@ -47,3 +49,14 @@ def test_zone_and_provider_in_one_sync(tmp_path: Path) -> None:
     assert zones["broken"]["result"] == "failed" and "missing.db" in zones["broken"]["error"]
     human = ddnsagent("status", "--config", config).stdout
     assert "zone local [zonefile]: ok" in human and "zone broken [zonefile]: failed" in human
+
+
+def test_registry_and_base_load_no_dnspython() -> None:
+    """Reading the configuration imports the registry, and the agent the protocol and
+    `desired`: neither may pay for dnspython until a zone's backend is loaded."""
+    code = (
+        "import sys, ddnsagent.zones.registry, ddnsagent.zones.base; "
+        "print(sorted(m for m in sys.modules if m == 'dns' or m.startswith('dns.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -19,11 +19,12 @@ import dns.rdatatype
 import dns.zone
 import pytest
 
+from ddnsagent import dnsclient, process
 from ddnsagent.errors import ConfigError, UpdateFailure, ZoneApplyError
 from ddnsagent.table import Table
-from ddnsagent.zones import bindfile, commands, registry, rfc2136
+from ddnsagent.zones import registry, zonefile
 from ddnsagent.zones.base import desired
-from ddnsagent.zones.serial import next_serial
+from ddnsagent.zones.edit.serial import next_serial
 from tests.zones.servers import CHECKZONE, MISSING_BIND, NAMED, RNDC, Named, Zone
 
 needs_bind = pytest.mark.skipif(NAMED is None or RNDC is None, reason=MISSING_BIND)
@@ -72,7 +73,7 @@ $INCLUDE static.inc               ; LAN-only names
 STATIC_INC = "www IN CNAME mail\nprinter IN A 10.0.0.5\n"
 
 
-def settings(path: Path, **extra: Any) -> bindfile.Settings:
+def settings(path: Path, **extra: Any) -> zonefile.Settings:
     data: dict[str, Any] = {
         "name": "local",
         "type": "zonefile",
@@ -82,15 +83,15 @@ def settings(path: Path, **extra: Any) -> bindfile.Settings:
         "hosts": {"nas": NAS_IID},
         **extra,
     }
-    result: bindfile.Settings = registry.parse_settings(
+    result: zonefile.Settings = registry.parse_settings(
         Table(data, "zone.local", path.parent / "config.toml")
     )
     return result
 
 
-def apply(s: bindfile.Settings, four: Any = NEW4, six: Any = NEW6) -> str:
+def apply(s: zonefile.Settings, four: Any = NEW4, six: Any = NEW6) -> str:
     want = desired(s, {4: four, 6: six})
-    return asyncio.run(bindfile.Backend(s).apply(want))
+    return asyncio.run(zonefile.Backend(s).apply(want))
 
 
 def expected_serial(old: int, policy: str = "date") -> int:
@@ -124,18 +125,18 @@ def test_settings_mistakes(tmp_path: Path) -> None:
 
 def test_commands_timeout_kills_the_group_and_reports() -> None:
     started = time.monotonic()
-    slow = commands.run(["sh", "-c", "echo waiting; sleep 30 & sleep 30"], 0.3)
+    slow = process.run(["sh", "-c", "echo waiting; sleep 30 & sleep 30"], 0.3)
     assert time.monotonic() - started < 5
     assert not slow.ok and slow.returncode is None
     assert (
         slow.describe() == "`sh -c echo waiting; sleep 30 & sleep 30` did not finish within "
         "0.3s and was killed: waiting"
     )
-    missing = commands.run(["/nonexistent/rndc", "reload"], 1)
+    missing = process.run(["/nonexistent/rndc", "reload"], 1)
     assert "could not be started" in missing.describe()
-    failed = commands.run(["sh", "-c", "echo out; echo err >&2; exit 4"], 5)
+    failed = process.run(["sh", "-c", "echo out; echo err >&2; exit 4"], 5)
     assert failed.returncode == 4 and failed.describe().endswith("exited 4: out err")
-    assert commands.expand(["x", "{path}", "{other}"], {"path": "/p"}) == ("x", "/p", "{other}")
+    assert process.expand(["x", "{path}", "{other}"], {"path": "/p"}) == ("x", "/p", "{other}")
 
 
 def test_one_serial_step_for_names_and_hosts_without_server(tmp_path: Path) -> None:
@@ -231,7 +232,7 @@ def test_verify_reports_a_server_that_did_not_follow(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`rndc reload` answers success even when the load fails later; verify is what notices."""
-    monkeypatch.setattr(rfc2136, "VERIFY_WAIT", 0.5)
+    monkeypatch.setattr(dnsclient, "VERIFY_WAIT", 0.5)
     with Named(tmp_path / "named", [Zone("example.net", ZONE)]) as named:
         path = named.path("example.net")
         s = settings(path, hosts={}, reload=["true"], verify=named.address)
@@ -305,14 +306,14 @@ def test_dynamic_zone_freeze_thaw_and_refuse(tmp_path: Path) -> None:
     with Named(tmp_path / "named", [Zone("example.net", ZONE, dynamic=True)]) as named:
         path = named.path("example.net")
         server = ("127.0.0.1", named.port)
-        key = rfc2136.tsig_key(_key_settings(named))
+        key = dnsclient.tsig_key(_key_settings(named))
 
         def update(address: str) -> None:
             """An update from someone else; BIND refuses them until a thaw's load is done."""
             records = {"extra.example.net.": {4: [ipaddress.IPv4Address(address)]}}
             for _ in range(50):
                 try:
-                    rfc2136.send_update(server, "example.net.", records, 300, key, 5)
+                    dnsclient.send_update(server, "example.net.", records, 300, key, 5)
                     return
                 except UpdateFailure:
                     time.sleep(0.1)
@@ -353,7 +354,7 @@ def test_dynamic_zone_freeze_thaw_and_refuse(tmp_path: Path) -> None:
 
 def _key_settings(named: Named) -> Any:
     t = Table({"tsig_key_file": str(named.key_file)}, "zone.x", named.dir / "config.toml")
-    return type("K", (), rfc2136.read_tsig(t))()
+    return type("K", (), dnsclient.read_tsig(t))()
 
 
 # --- crash safety ---------------------------------------------------------------------------
@@ -381,7 +382,7 @@ def test_kill_9_never_leaves_a_mix(tmp_path: Path) -> None:
             code = 1
             try:
                 tempfile.tempdir = str(scratch)  # check copies a kill leaves behind
-                backend = bindfile.Backend(s)
+                backend = zonefile.Backend(s)
                 for i in range(CHANGES):
                     four, six = generations[i % 2]
                     backend.apply_now(desired(s, {4: four, 6: six}))
