@@ -130,7 +130,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "reconnect":
         return _reconnect(args, cfg)
     if args.command == "doctor":
-        from ddnsagent import doctor
+        from ddnsagent import doctor  # lazy: its DNS client costs ~70 ms; only `doctor` needs it
 
         return doctor.main(cfg, args.json, sys.stdout)
     if args.command == "acme-hook":

@@ -153,7 +153,7 @@ class NamedServer:
 
 class Greeter:
     """A TCP listener on 127.0.0.1 that sends `greeting` (bytes; None: nothing) to each client
-    and reads until it hangs up or `hold` seconds pass."""
+    and reads until it hangs up or `hold` seconds pass; `__exit__` waits for that."""
 
     def __init__(self, greeting: bytes | None, hold: float = 2.0) -> None:
         self.greeting = greeting
@@ -184,8 +184,10 @@ class Greeter:
                 conn.settimeout(0.1)
                 if self.greeting is not None:
                     conn.sendall(self.greeting)
+                # read until the client hangs up (or `hold` passes), even when told to stop:
+                # the test asserts on what the client sent last (its QUIT)
                 deadline = time.monotonic() + self.hold
-                while not self._stop.is_set() and time.monotonic() < deadline:
+                while time.monotonic() < deadline:
                     try:
                         data = conn.recv(512)
                     except TimeoutError:

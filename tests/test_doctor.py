@@ -20,7 +20,21 @@ import pytest
 
 from ddnsagent import doctor
 from ddnsagent.config import AgentConfig, Config, DetectConfig
-from ddnsagent.doctor import Finding, Options
+from ddnsagent.doctor import STATUSES, Finding, Options
+from ddnsagent.doctor.domains import check_domains
+from ddnsagent.doctor.mx import judge_mx
+from ddnsagent.doctor.postfix import (
+    RECIPIENT,
+    RELAY,
+    SENDER,
+    check_postfix,
+    judge_restrictions,
+    parameters,
+)
+from ddnsagent.doctor.relay import check_relay, relay_address
+from ddnsagent.doctor.resolvconf import check_resolv_conf, judge_nameservers, nameservers
+from ddnsagent.doctor.servers import Answer, Server, parse_server
+from ddnsagent.doctor.wildcard import judge_probe
 from ddnsagent.relay.settings import RelayConfig
 from ddnsagent.zones.base import ZoneCommon
 from tests.doctor_servers import NAMED, Greeter, NamedServer, closed_port
@@ -139,7 +153,7 @@ def statuses(findings: list[Finding], check: str) -> list[str]:
 def test_resolv_conf(tmp_path: Path, text: str, status: str, words: str) -> None:
     path = tmp_path / "resolv.conf"
     path.write_text(text)
-    [finding] = doctor.check_resolv_conf(path)
+    [finding] = check_resolv_conf(path)
     assert (finding.status, finding.check, finding.subject) == (status, "resolv.conf", str(path))
     assert words in finding.message
     if status == "fail":
@@ -149,27 +163,34 @@ def test_resolv_conf(tmp_path: Path, text: str, status: str, words: str) -> None
 
 
 def test_resolv_conf_missing(tmp_path: Path) -> None:
-    [finding] = doctor.check_resolv_conf(tmp_path / "absent")
+    [finding] = check_resolv_conf(tmp_path / "absent")
     assert finding.status == "warn"
     assert "does not exist" in finding.message
 
 
 def test_nameservers_only_first_three_count() -> None:
     text = "nameserver 127.0.0.1\nnameserver ::1\n;x\nnameserver 127.0.0.2\nnameserver 1.2.3.4\n"
-    assert doctor.nameservers(text) == ["127.0.0.1", "::1", "127.0.0.2"]
+    assert nameservers(text) == ["127.0.0.1", "::1", "127.0.0.2"]
+
+
+def test_judge_nameservers_wants_loopback_literals() -> None:
+    """glibc takes only addresses from nameserver lines: `localhost` is not on this machine."""
+    finding = judge_nameservers("f", ["::1", "localhost"], "fix")
+    assert finding.status == "warn" and "localhost follows" in finding.message
+    assert judge_nameservers("f", ["127.0.0.1", "::1"], "fix").status == "pass"
 
 
 def test_postfix_chroot_copy(tmp_path: Path) -> None:
     path, copy = tmp_path / "resolv.conf", tmp_path / "chroot-resolv.conf"
     path.write_text("nameserver 127.0.0.1\n")
     copy.write_text("nameserver 192.0.2.1\n")
-    first, stale = doctor.check_resolv_conf(path, copy)
+    first, stale = check_resolv_conf(path, copy)
     assert first.status == "pass"
     assert stale.status == "warn" and stale.subject == str(copy)
     assert "192.0.2.1" in stale.message and stale.fix and "restart" in stale.fix
     copy.write_text("# same servers, other comments\nnameserver 127.0.0.1\n")
-    assert [f.status for f in doctor.check_resolv_conf(path, copy)] == ["pass"]
-    assert [f.status for f in doctor.check_resolv_conf(path, tmp_path / "none")] == ["pass"]
+    assert [f.status for f in check_resolv_conf(path, copy)] == ["pass"]
+    assert [f.status for f in check_resolv_conf(path, tmp_path / "none")] == ["pass"]
 
 
 # wildcard and MX, against named ---------------------------------------------------------------
@@ -178,7 +199,7 @@ def test_postfix_chroot_copy(tmp_path: Path) -> None:
 @needs_named
 def test_clean_zone_passes(tmp_path: Path, home: NamedServer) -> None:
     cfg = config(tmp_path, (zone("clean.example", home, ("@", "mail", "www")),))
-    found = doctor.check_domains(cfg, options(tmp_path, resolver=home.address))
+    found = check_domains(cfg, options(tmp_path, resolver=home.address))
     assert [(f.check, f.status) for f in found] == [("wildcard", "pass"), ("mx", "pass")]
     wildcard, mx = found
     assert wildcard.subject == f"clean.example. at zone server {home.address}"
@@ -189,7 +210,7 @@ def test_clean_zone_passes(tmp_path: Path, home: NamedServer) -> None:
 @needs_named
 def test_wildcard_zone_fails(tmp_path: Path, home: NamedServer) -> None:
     cfg = config(tmp_path, (zone("wild.example", home, ("@", "www")),))
-    found = doctor.check_domains(cfg, options(tmp_path, resolver=home.address))
+    found = check_domains(cfg, options(tmp_path, resolver=home.address))
     assert statuses(found, "wildcard") == ["fail"]
     [wildcard] = by(found, "wildcard")
     assert "A 192.0.2.20" in wildcard.message
@@ -206,7 +227,7 @@ def test_wildcard_zone_fails(tmp_path: Path, home: NamedServer) -> None:
 def test_wildcard_mx_alone_is_found(tmp_path: Path, home: NamedServer) -> None:
     """`* MX` without `* A`: the probe exists without an A record."""
     cfg = config(tmp_path, (zone("mxonly.example", home),))
-    found = doctor.check_domains(cfg, options(tmp_path, resolver=home.address))
+    found = check_domains(cfg, options(tmp_path, resolver=home.address))
     [wildcard] = by(found, "wildcard")
     assert wildcard.status == "fail"
     assert "no A record: a wildcard of another type" in wildcard.message
@@ -216,7 +237,7 @@ def test_wildcard_mx_alone_is_found(tmp_path: Path, home: NamedServer) -> None:
 @needs_named
 def test_mx_at_other_managed_name_warns(tmp_path: Path, home: NamedServer) -> None:
     cfg = config(tmp_path, (zone("clean.example", home, ("@", "shop", "www")),))
-    found = doctor.check_domains(cfg, options(tmp_path, resolver=home.address))
+    found = check_domains(cfg, options(tmp_path, resolver=home.address))
     assert statuses(found, "mx") == ["pass", "warn"]
     shop = by(found, "mx")[1]
     assert shop.subject == "shop.clean.example."
@@ -225,7 +246,7 @@ def test_mx_at_other_managed_name_warns(tmp_path: Path, home: NamedServer) -> No
 
 @needs_named
 def test_no_mx_at_apex_warns(tmp_path: Path, home: NamedServer) -> None:
-    found = doctor.check_domains(
+    found = check_domains(
         config(tmp_path, (zone("nomx.example", home),)), options(tmp_path, resolver=home.address)
     )
     assert statuses(found, "wildcard") == ["pass"]
@@ -238,7 +259,7 @@ def test_no_mx_at_apex_warns(tmp_path: Path, home: NamedServer) -> None:
 def test_domains_option_and_resolver_view(tmp_path: Path, home: NamedServer) -> None:
     """A domain without a [[zone]] is probed through the resolver alone."""
     opts = options(tmp_path, resolver=home.address, domains=("Wild.Example.",))
-    found = doctor.check_domains(config(tmp_path), opts)
+    found = check_domains(config(tmp_path), opts)
     [wildcard] = by(found, "wildcard")
     assert wildcard.subject == f"wild.example. at resolver {home.address}"
     assert wildcard.status == "fail"
@@ -250,7 +271,7 @@ def test_resolver_that_misses_the_local_zone(
 ) -> None:
     """The zone server is clean, but the resolver Postfix asks sees the provider's wildcard."""
     cfg = config(tmp_path, (zone("clean.example", home, ("@", "www")),))
-    found = doctor.check_domains(cfg, options(tmp_path, resolver=provider.address))
+    found = check_domains(cfg, options(tmp_path, resolver=provider.address))
     zone_view, resolver_view = by(found, "wildcard")
     assert zone_view.status == "pass"
     assert resolver_view.status == "fail"
@@ -270,7 +291,7 @@ def test_public_resolvers(tmp_path: Path, home: NamedServer, provider: NamedServ
         resolver=home.address,
         public_resolvers=(provider.address, home.address, silent),
     )
-    found = doctor.check_domains(config(tmp_path, (zone("clean.example", home),)), opts)
+    found = check_domains(config(tmp_path, (zone("clean.example", home),)), opts)
     views = by(found, "wildcard")
     assert [f.status for f in views] == ["pass", "warn", "pass", "skip"]
     assert views[1].subject == f"clean.example. at public resolver {provider.address}"
@@ -284,9 +305,7 @@ def test_silent_local_server_fails(tmp_path: Path, home: NamedServer) -> None:
     dead = ("127.0.0.1", closed_port())
     settings = zone("clean.example", None)
     settings = ZoneCommon(**{**settings.__dict__, "verify": dead})
-    found = doctor.check_domains(
-        config(tmp_path, (settings,)), options(tmp_path, resolver=home.address)
-    )
+    found = check_domains(config(tmp_path, (settings,)), options(tmp_path, resolver=home.address))
     dead_view, resolver_view = by(found, "wildcard")
     assert dead_view.status == "fail" and "no answer within 0.5s" in dead_view.message
     assert dead_view.fix is not None and "start the local DNS server" in dead_view.fix
@@ -304,7 +323,7 @@ def test_server_that_refuses(tmp_path: Path, home: NamedServer) -> None:
         public_resolvers=(home.address,),
         domains=("elsewhere.example",),
     )
-    found = doctor.check_domains(config(tmp_path), opts)
+    found = check_domains(config(tmp_path), opts)
     assert [(f.check, f.status) for f in found] == [
         ("wildcard", "warn"),
         ("wildcard", "skip"),  # a public resolver's refusal says nothing about the domain
@@ -313,11 +332,45 @@ def test_server_that_refuses(tmp_path: Path, home: NamedServer) -> None:
     assert "answered REFUSED" in found[0].message
 
 
+def test_judge_probe_on_plain_values() -> None:
+    resolver = Server("127.0.0.1", 5353, "resolver")
+    wildcard = Answer("NOERROR", ("A 192.0.2.1",))
+    probe = "p.example.net."
+    plain = judge_probe("example.net.", resolver, probe, wildcard, clean_zone=False)
+    assert plain.status == "fail" and plain.subject == "example.net. at resolver 127.0.0.1:5353"
+    assert plain.fix is not None and "remove the wildcard" in plain.fix
+    behind = judge_probe("example.net.", resolver, probe, wildcard, clean_zone=True)
+    assert behind.fix is not None and "does not use your local zone" in behind.fix
+    public = Server("::1", 53, "public resolver")
+    silent = judge_probe("example.net.", public, probe, Answer("", error="no answer"), False)
+    assert (silent.status, silent.subject) == ("skip", "example.net. at public resolver [::1]")
+
+
+def test_judge_mx_on_plain_values() -> None:
+    mx = Answer("NOERROR", ("MX 10 mail.example.net.",))
+    found = judge_mx(
+        "example.net.",
+        "(asked resolver 127.0.0.1)",
+        "p.example.net.",
+        mx,
+        Answer("NXDOMAIN"),
+        {"shop.example.net.": mx, "www.example.net.": Answer("NOERROR")},
+    )
+    assert [(f.status, f.subject) for f in found] == [
+        ("pass", "example.net."),
+        ("warn", "shop.example.net."),
+    ]
+    assert "mail for @shop.example.net is accepted too" in found[1].message
+    # a wildcard MX is reported once; an apex that did not answer is not judged
+    found = judge_mx("example.net.", "", "p.example.net.", Answer("", error="x"), mx, {})
+    assert [(f.status, f.subject) for f in found] == [("fail", "*.example.net.")]
+
+
 def test_bad_resolver_addresses_are_reported(tmp_path: Path) -> None:
     opts = options(
         tmp_path, resolver="localhost:53", public_resolvers=("dns.google",), domains=("x.example",)
     )
-    found = doctor.check_domains(config(tmp_path), opts)
+    found = check_domains(config(tmp_path), opts)
     assert [(f.subject, f.status) for f in found] == [
         ("resolver", "fail"),
         ("public resolver", "fail"),
@@ -326,7 +379,7 @@ def test_bad_resolver_addresses_are_reported(tmp_path: Path) -> None:
 
 
 def test_no_domain_warns(tmp_path: Path) -> None:
-    found = doctor.check_domains(config(tmp_path), options(tmp_path, resolver="127.0.0.1:9"))
+    found = check_domains(config(tmp_path), options(tmp_path, resolver="127.0.0.1:9"))
     assert [(f.check, f.status) for f in found] == [("wildcard", "warn")]
     assert found[0].fix is not None and "[[zone]]" in found[0].fix
 
@@ -341,13 +394,13 @@ def test_no_domain_warns(tmp_path: Path) -> None:
     ],
 )
 def test_parse_server(text: str, expected: tuple[str, int]) -> None:
-    assert doctor.parse_server(text) == expected
+    assert parse_server(text) == expected
 
 
 @pytest.mark.parametrize("text", ["dns.google", "127.0.0.1:x", "[::1]5353", "127.0.0.1:70000"])
 def test_parse_server_refuses(text: str) -> None:
     with pytest.raises(ValueError):
-        doctor.parse_server(text)
+        parse_server(text)
 
 
 # Postfix --------------------------------------------------------------------------------------
@@ -383,7 +436,7 @@ def write_main_cf(d: Path, text: str) -> None:
 
 def run_postconf(d: Path, mail_server: bool = True) -> list[Finding]:
     assert POSTCONF is not None
-    return doctor.check_postfix((POSTCONF, "-c", str(d)), 10.0, mail_server)
+    return check_postfix((POSTCONF, "-c", str(d)), 10.0, mail_server)
 
 
 @needs_postconf
@@ -428,21 +481,53 @@ def test_postfix_defaults_only_defer(tmp_path: Path) -> None:
 
 def test_postconf_missing(tmp_path: Path) -> None:
     absent = (str(tmp_path / "postconf"),)
-    [finding] = doctor.check_postfix(absent, 5.0, mail_server=False)
+    [finding] = check_postfix(absent, 5.0, mail_server=False)
     assert finding.status == "skip" and "not installed" in finding.message
-    [finding] = doctor.check_postfix(absent, 5.0, mail_server=True)
+    [finding] = check_postfix(absent, 5.0, mail_server=True)
     assert finding.status == "warn"
 
 
 @needs_postconf
 def test_postconf_failing(tmp_path: Path) -> None:
     assert POSTCONF is not None
-    [finding] = doctor.check_postfix((POSTCONF, "-c", str(tmp_path / "nope")), 5.0, True)
+    [finding] = check_postfix((POSTCONF, "-c", str(tmp_path / "nope")), 5.0, True)
     assert finding.status == "warn" and "main.cf" in finding.message
 
 
+def test_postconf_not_executable(tmp_path: Path) -> None:
+    """A postconf that exists but cannot be started is not "not installed": warned always."""
+    script = tmp_path / "postconf"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o644)
+    [finding] = check_postfix((str(script),), 5.0, mail_server=False)
+    assert finding.status == "warn" and "could not be started" in finding.message
+
+
+def test_postconf_missing_a_parameter(tmp_path: Path) -> None:
+    """A parameter postconf does not print (it warns on stderr instead) is not judged."""
+    script = tmp_path / "postconf"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"echo '{RECIPIENT} = reject_unauth_destination'\n"
+        f"echo '{RELAY} ='\n"
+        f"echo 'postconf: warning: {SENDER}: unknown parameter' >&2\n"
+    )
+    script.chmod(0o755)
+    [finding] = check_postfix((str(script),), 5.0, mail_server=True)
+    assert finding.status == "warn"
+    assert finding.message.endswith(f"postconf: warning: {SENDER}: unknown parameter")
+
+
+def test_postconf_output_keeps_empty_values() -> None:
+    output = f"{RECIPIENT} = permit_mynetworks, reject_unauth_destination\n{SENDER} =\n"
+    assert parameters(output) == {
+        RECIPIENT: "permit_mynetworks, reject_unauth_destination",
+        SENDER: "",
+    }
+
+
 def test_judge_restrictions_nothing_at_all() -> None:
-    found = doctor.judge_restrictions({})
+    found = judge_restrictions({})
     assert [f.status for f in found] == ["fail", "fail", "fail"]
     assert found[0].fix == found[1].fix  # both go into smtpd_recipient_restrictions, one line
     assert found[0].fix is not None and (
@@ -452,11 +537,11 @@ def test_judge_restrictions_nothing_at_all() -> None:
 
 
 def test_judge_restrictions_places_words_before_a_final_permit() -> None:
-    found = doctor.judge_restrictions(
+    found = judge_restrictions(
         {
-            doctor.RELAY: "permit_mynetworks reject_unauth_destination",
-            doctor.RECIPIENT: "permit_mynetworks, permit",
-            doctor.SENDER: "permit_mynetworks,permit",
+            RELAY: "permit_mynetworks reject_unauth_destination",
+            RECIPIENT: "permit_mynetworks, permit",
+            SENDER: "permit_mynetworks,permit",
         }
     )
     assert [f.status for f in found] == ["pass", "fail", "fail"]
@@ -469,11 +554,11 @@ def test_judge_restrictions_places_words_before_a_final_permit() -> None:
 
 
 def test_judge_restrictions_accepts_any_place_that_works() -> None:
-    found = doctor.judge_restrictions(
+    found = judge_restrictions(
         {
-            doctor.RELAY: "reject_unauth_destination, reject_unknown_recipient_domain",
-            doctor.RECIPIENT: "reject_unknown_sender_domain",
-            doctor.SENDER: "",
+            RELAY: "reject_unauth_destination, reject_unknown_recipient_domain",
+            RECIPIENT: "reject_unknown_sender_domain",
+            SENDER: "",
         }
     )
     assert [f.status for f in found] == ["pass", "pass", "pass"]
@@ -484,7 +569,7 @@ def test_judge_restrictions_accepts_any_place_that_works() -> None:
 
 def test_relay_greets(tmp_path: Path) -> None:
     with Greeter(b"220 relay.test ESMTP\r\n") as relay:
-        [finding] = doctor.check_relay(
+        [finding] = check_relay(
             config(tmp_path, relay="127.0.0.1"),
             options(tmp_path, resolver="127.0.0.1:9", relay_port=relay.port),
         )
@@ -497,13 +582,13 @@ def test_relay_greets(tmp_path: Path) -> None:
 def test_relay_port_from_the_host(tmp_path: Path) -> None:
     with Greeter(b"220 relay.test ESMTP\r\n") as relay:
         cfg = config(tmp_path, relay=f"[127.0.0.1]:{relay.port}")
-        [finding] = doctor.check_relay(cfg, options(tmp_path, resolver="127.0.0.1:9"))
+        [finding] = check_relay(cfg, options(tmp_path, resolver="127.0.0.1:9"))
     assert finding.status == "pass"
 
 
 def test_relay_closed_port(tmp_path: Path) -> None:
     opts = options(tmp_path, resolver="127.0.0.1:9", relay_port=closed_port())
-    [finding] = doctor.check_relay(config(tmp_path, relay="127.0.0.1"), opts)
+    [finding] = check_relay(config(tmp_path, relay="127.0.0.1"), opts)
     assert finding.status == "fail"
     assert "cannot connect" in finding.message and "refused" in finding.message.lower()
 
@@ -511,16 +596,16 @@ def test_relay_closed_port(tmp_path: Path) -> None:
 def test_relay_silent_and_refusing(tmp_path: Path) -> None:
     with Greeter(None) as relay:
         opts = options(tmp_path, resolver="127.0.0.1:9", relay_port=relay.port)
-        [finding] = doctor.check_relay(config(tmp_path, relay="127.0.0.1"), opts)
+        [finding] = check_relay(config(tmp_path, relay="127.0.0.1"), opts)
     assert finding.status == "warn" and "no greeting within 0.5s" in finding.message
     with Greeter(b"421 4.7.0 too much mail from 192.0.2.7\r\n") as relay:
         opts = options(tmp_path, resolver="127.0.0.1:9", relay_port=relay.port)
-        [finding] = doctor.check_relay(config(tmp_path, relay="127.0.0.1"), opts)
+        [finding] = check_relay(config(tmp_path, relay="127.0.0.1"), opts)
     assert finding.status == "fail" and "too much mail" in finding.message
 
 
 def test_no_relay_configured(tmp_path: Path) -> None:
-    [finding] = doctor.check_relay(config(tmp_path), options(tmp_path, resolver="127.0.0.1:9"))
+    [finding] = check_relay(config(tmp_path), options(tmp_path, resolver="127.0.0.1:9"))
     assert finding.status == "skip"
 
 
@@ -532,10 +617,12 @@ def test_no_relay_configured(tmp_path: Path) -> None:
         ("auth.gate-on.net:465", None, ("auth.gate-on.net", 465)),
         ("[auth.gate-on.net]:2525", 587, ("auth.gate-on.net", 587)),
         ("2001:db8::25", None, ("2001:db8::25", 587)),
+        ("[ipv6:2001:db8::25]:2525", None, ("2001:db8::25", 2525)),
+        ("[IPv6:2001:db8::25]", None, ("2001:db8::25", 587)),
     ],
 )
 def test_relay_address(host: str, port: int | None, expected: tuple[str, int]) -> None:
-    assert doctor.relay_address(host, port) == expected
+    assert relay_address(host, port) == expected
 
 
 # the whole command ----------------------------------------------------------------------------
@@ -582,7 +669,7 @@ def test_main_json_and_exit_code(tmp_path: Path, home: NamedServer) -> None:
     assert sum(data["counts"].values()) == len(data["checks"])
     for item in data["checks"]:
         assert set(item) == {"check", "status", "subject", "message", "fix"}
-        assert item["status"] in doctor.STATUSES
+        assert item["status"] in STATUSES
         assert item["check"] in ("resolv.conf", "wildcard", "mx", "postfix", "relay")
     checks = [(c["check"], c["status"]) for c in data["checks"]]
     assert checks == [

@@ -1,0 +1,71 @@
+"""`ddnsagent doctor`: read-only checks of what keeps a home mail server out of trouble.
+
+The checks follow the chain of the outage this project was born from. A dynamic-DNS service
+answered every name under the domain (a wildcard), so mail for `anything@sub.example.net` found
+our MX and came in; Postfix bounced it, and the bounces spent the relay's per-address quota until
+the relay refused us. The way out: a local DNS server that knows only the names that exist (MX
+at the apex alone), `nameserver 127.0.0.1` so that Postfix asks it, and Postfix refusing
+recipients and senders whose domain does not exist (`reject_unknown_recipient_domain`,
+`reject_unknown_sender_domain`).
+
+So the doctor asks, without changing anything:
+
+1. `resolv.conf`: does the system (and Postfix's chroot copy) ask a resolver on this machine?
+2. `wildcard`: does a random name under each managed domain get NXDOMAIN — from the local zone
+   server, from the resolver Postfix uses, and from public resolvers (when reachable)?
+3. `mx`: is there an MX at the apex, and none at the random name or at other managed names?
+4. `postfix`: are the three restrictions in place (`postconf`)?
+5. `relay`: does the submission relay accept a TCP connection and greet?
+
+Each finding is pass, warn, fail or skip, with the fix. The exit code is 0 when nothing warns
+or fails, else 1. Every server asked and every file read is a field of `Options`, so tests point
+them all at things they started.
+
+This module is the public face; each check lives in its own module (`resolvconf`, `domains`
+with `wildcard` and `mx`, `postfix`, `relay`), the printing in `report`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TextIO
+
+from ddnsagent.config import Config
+from ddnsagent.doctor.domains import check_domains
+from ddnsagent.doctor.finding import STATUSES, Finding, Status
+from ddnsagent.doctor.options import Options
+from ddnsagent.doctor.postfix import check_postfix
+from ddnsagent.doctor.relay import check_relay
+from ddnsagent.doctor.report import as_dict, exit_code, print_findings
+from ddnsagent.doctor.resolvconf import check_resolv_conf
+
+__all__ = [
+    "STATUSES",
+    "Finding",
+    "Options",
+    "Status",
+    "as_dict",
+    "exit_code",
+    "main",
+    "print_findings",
+    "run",
+]
+
+
+def main(cfg: Config, as_json: bool, out: TextIO, options: Options | None = None) -> int:
+    """Run every check, print the findings, return 0 (all pass or skip) or 1."""
+    findings = run(cfg, options or Options())
+    if as_json:
+        out.write(json.dumps(as_dict(findings), indent=2) + "\n")
+    else:
+        print_findings(findings, out)
+    return exit_code(findings)
+
+
+def run(cfg: Config, options: Options) -> list[Finding]:
+    """The five checks in the order the trouble chains: resolver, domains, Postfix, relay."""
+    findings = check_resolv_conf(options.resolv_conf, options.postfix_resolv_conf)
+    findings += check_domains(cfg, options)
+    findings += check_postfix(options.postconf, options.command_timeout, cfg.relay is not None)
+    findings += check_relay(cfg, options)
+    return findings
