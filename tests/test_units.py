@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ddnsagent import acme
+from ddnsagent import acme, names
 from ddnsagent.address import parse_single, refusal
 from ddnsagent.durations import format_duration, parse_duration
 from ddnsagent.errors import FatalAnswer, TransientError
@@ -217,3 +217,36 @@ def test_redirects_are_named_never_followed_in_every_provider(provider: str, sta
         HTTP_JUDGES[provider](status, None, where)
     assert type(caught.value) is TransientError and where in str(caught.value)
     assert f"HTTP {status}" in str(caught.value)
+
+
+# -- one name check ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "ok"),
+    [
+        ("home.example.net", {}, True),
+        ("home", {}, False),  # one label is not a host name
+        ("home", {"min_labels": 1}, True),
+        ("-home.example.net", {}, False),
+        ("home-.example.net", {}, False),
+        ("a" * 63 + ".net", {}, True),
+        ("a" * 64 + ".net", {}, False),
+        (".".join(["a" * 63] * 4), {}, False),  # 255 characters
+        ("_acme-challenge.example.net", {}, False),
+        ("_acme-challenge.example.net", {"underscore": True}, True),
+        ("Home.Example.net", {}, False),
+        ("Home.Example.net", {"any_case": True}, True),
+        ("*.example.net", {}, False),
+        ("*.example.net", {"wildcard": True}, True),
+        ("*.net", {"wildcard": True}, False),
+        ("a..example.net", {}, False),
+    ],
+)
+def test_one_name_check(name: str, options: dict[str, bool], ok: bool) -> None:
+    assert names.is_name(name, **options) is ok  # type: ignore[arg-type]
+
+
+def test_one_label_check() -> None:
+    assert names.is_label("myhome") and not names.is_label("my.home")
+    assert not names.is_label("my_home") and names.is_label("my_home", underscore=True)

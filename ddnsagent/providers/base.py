@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, fields
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -69,17 +69,27 @@ def read_common(
 
 
 class Provider(Protocol):
-    """One configured target. `clients` maps a family to an HTTP client bound to it."""
+    """One configured target: what the registry's `client_for` returns and the agent calls.
 
-    settings: Any
-    TYPE: ClassVar[str]
+    Each provider module states `_: type[Provider] = Client`, so mypy checks its client here.
+    """
+
+    TYPE: str  # the `type` of its [[provider]] tables (a class attribute of the client)
     # True when the service takes the address from the connection (MyDNS): the agent then
     # hands `update` a client bound to the family. Others get an unbound client.
-    BIND_FAMILY: ClassVar[bool]
+    BIND_FAMILY: bool
 
-    async def update(self, family: int, address: IPAddress, http: httpx.AsyncClient) -> str: ...
+    @property
+    def settings(self) -> Common: ...
 
-    def describe(self, family: int, address: IPAddress) -> str: ...
+    async def update(self, family: int, address: IPAddress, client: httpx.AsyncClient) -> str:
+        """Send `address` for `family`; a message on success, else TransientError or
+        FatalAnswer (or SecretUnavailable when a secret cannot be read)."""
+        ...
+
+    def describe(self, family: int, address: IPAddress) -> str:
+        """What `update` would send, without secrets (for --dry-run)."""
+        ...
 
 
 MAX_WAIT = 24 * 3600.0

@@ -35,7 +35,7 @@ from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import FatalAnswer, HTTPFailure, SecretUnavailable, TransientError
 from ddnsagent.names import is_name
-from ddnsagent.providers.base import Common, http_verdict, read_common, retry_after
+from ddnsagent.providers.base import Common, Provider, http_verdict, read_common, retry_after
 from ddnsagent.secrets import Secret, redact, register
 from ddnsagent.table import Table
 
@@ -350,6 +350,7 @@ def _same_address(content: str, address: IPAddress) -> bool:
 
 class Client:
     TYPE = TYPE
+    BIND_FAMILY = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -520,3 +521,6 @@ class Client:
         if not _same_address(written.content, address):
             shown = _safe(written.content, 60)
             raise TransientError(f"Cloudflare answered with content {shown!r} after {what}")
+
+
+_: type[Provider] = Client

@@ -28,7 +28,7 @@ from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
 from ddnsagent.names import is_name
-from ddnsagent.providers.base import MAX_WAIT, Common, http_verdict, read_common
+from ddnsagent.providers.base import MAX_WAIT, Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, redact, register_basic_auth
 from ddnsagent.table import Table
 
@@ -122,6 +122,7 @@ def _params(hostnames: tuple[str, ...], family: int, address: IPAddress) -> dict
 
 class Client:
     TYPE = TYPE
+    BIND_FAMILY = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -153,3 +154,6 @@ class Client:
             answer.headers.get("retry-after"),
             answer.headers.get("location"),
         )
+
+
+_: type[Provider] = Client

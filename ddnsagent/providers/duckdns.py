@@ -29,7 +29,7 @@ from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
 from ddnsagent.names import is_label
-from ddnsagent.providers.base import Common, http_verdict, read_common
+from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, redact, register_query_value
 from ddnsagent.table import Table
 
@@ -107,6 +107,7 @@ def judge(
 
 class Client:
     TYPE = TYPE
+    BIND_FAMILY = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -143,3 +144,6 @@ class Client:
             answer.headers.get("retry-after"),
             answer.headers.get("location"),
         )
+
+
+_: type[Provider] = Client

@@ -17,7 +17,7 @@ import httpx
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
-from ddnsagent.providers.base import Common, http_verdict, read_common
+from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, register_basic_auth
 from ddnsagent.table import Table
 
@@ -145,6 +145,7 @@ def judge(
 
 class Client:
     TYPE = TYPE
+    BIND_FAMILY = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -197,3 +198,6 @@ class Client:
                 if isinstance(outcome, kind):
                     raise outcome
         return "; ".join(str(o) for o in outcomes)
+
+
+_: type[Provider] = Client

@@ -27,7 +27,7 @@ from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
 from ddnsagent.names import is_name
-from ddnsagent.providers.base import Common, http_verdict, read_common
+from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, redact, register_query_value
 from ddnsagent.table import Table
 
@@ -97,6 +97,7 @@ def judge(
 
 class Client:
     TYPE = TYPE
+    BIND_FAMILY = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -134,3 +135,6 @@ class Client:
                 )
             )
         return "; ".join(results)
+
+
+_: type[Provider] = Client

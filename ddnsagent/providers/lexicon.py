@@ -31,7 +31,7 @@ import httpx
 from ddnsagent.address import IPAddress
 from ddnsagent.durations import format_duration
 from ddnsagent.errors import FatalAnswer, TransientError
-from ddnsagent.providers.base import Common, http_verdict, read_common
+from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, check_private_file, redact
 from ddnsagent.table import Table
 
@@ -275,6 +275,7 @@ def _in_daemon_thread(
 
 class Client:
     TYPE = TYPE
+    BIND_FAMILY = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -362,3 +363,6 @@ class Client:
             return f"{name} {first.get('content')} → {content}"
         operations.create_record(rtype, name, content)
         return f"{name} created {content}"
+
+
+_: type[Provider] = Client

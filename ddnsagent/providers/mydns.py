@@ -15,7 +15,7 @@ import httpx
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
-from ddnsagent.providers.base import Common, http_verdict, read_common
+from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, register_basic_auth
 from ddnsagent.table import Table
 
@@ -103,3 +103,6 @@ class Client:
             answer.headers.get("retry-after"),
             answer.headers.get("location"),
         )
+
+
+_: type[Provider] = Client

@@ -22,7 +22,7 @@ import httpx
 from ddnsagent import http
 from ddnsagent.address import IPAddress, check_url
 from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
-from ddnsagent.providers.base import Common, http_verdict, read_common
+from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, redact, register, register_basic_auth
 from ddnsagent.table import Table
 
@@ -342,6 +342,7 @@ def _register_forms(value: str) -> None:
 
 class Client:
     TYPE = TYPE
+    BIND_FAMILY = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -425,3 +426,6 @@ class Client:
             )
             results.append(f"{hostname}: {message}" if hostname else message)
         return "; ".join(results)
+
+
+_: type[Provider] = Client
