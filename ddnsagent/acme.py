@@ -30,7 +30,9 @@ from ddnsagent import http
 from ddnsagent.address import check_url
 from ddnsagent.config import Config
 from ddnsagent.errors import FatalAnswer, HookError, HTTPFailure, SecretUnavailable, TransientError
+from ddnsagent.names import is_name
 from ddnsagent.outcome import EXIT_CONFIG, EXIT_OK, EXIT_RETRY, EXIT_STOPPED
+from ddnsagent.providers.base import http_verdict
 from ddnsagent.secrets import redact, register_basic_auth
 
 DIRECTEDIT_URL = "https://www.mydns.jp/directedit.html"
@@ -40,20 +42,20 @@ COMMANDS = {"auth": "REGIST", "cleanup": "DELETE"}
 _LOGIN_FAILED = re.compile(r"login_status\s*=\s*0\b")
 # RFC 8555 §8.4: the TXT value is the base64url digest of the key authorization.
 _VALIDATION = re.compile(r"^[A-Za-z0-9_-]+$")
-_DOMAIN = re.compile(r"^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_-]+)+\.?$")
 
 
-def judge(status: int, body: str, location: str | None = None) -> str:
+def judge(
+    status: int, body: str, location: str | None = None, retry_after: str | None = None
+) -> str:
     """The meaning of one DirectEDIT answer; pure, so it is tested on plain strings."""
-    if status in (401, 403):
-        raise FatalAnswer(
-            f"MyDNS refused the login (HTTP {status})", "check master_id and the password"
-        )
-    if 300 <= status < 400:
-        where = f" to {location}" if location else ""
-        raise TransientError(f"MyDNS redirected the request{where}; nothing was changed")
-    if status == 429 or status >= 500 or status == 408:
-        raise TransientError(f"MyDNS answered HTTP {status}")
+    http_verdict(
+        status,
+        "MyDNS",
+        "check master_id and the password",
+        refused=f"MyDNS refused the login (HTTP {status})",
+        retry_after_header=retry_after,
+        location=location,
+    )
     if not 200 <= status < 300:
         raise FatalAnswer(f"MyDNS answered HTTP {status}", f"check the DirectEDIT URL (${URL_ENV})")
     if _LOGIN_FAILED.search(body):
@@ -96,7 +98,7 @@ def challenge(environ: Mapping[str, str]) -> tuple[str, str]:
             '--manual-cleanup-hook "ddnsagent acme-hook mydns --cleanup" -d NAME',
         )
     domain, validation = environ["CERTBOT_DOMAIN"].strip(), environ["CERTBOT_VALIDATION"].strip()
-    if not _DOMAIN.match(domain):
+    if not is_name(domain.removesuffix("."), underscore=True, any_case=True, wildcard=True):
         raise HookError(EXIT_CONFIG, f"CERTBOT_DOMAIN={domain!r} is not a domain name")
     if not _VALIDATION.match(validation):
         raise HookError(EXIT_CONFIG, "CERTBOT_VALIDATION is not a base64url ACME digest")
@@ -131,7 +133,12 @@ async def _post(
                     )
                 except HTTPFailure as exc:
                     raise TransientError(redact(str(exc))) from None
-                return judge(answer.status, answer.body, answer.headers.get("Location"))
+                return judge(
+                    answer.status,
+                    answer.body,
+                    answer.headers.get("Location"),
+                    answer.headers.get("Retry-After"),
+                )
             except TransientError as exc:
                 if attempt + 1 >= attempts or exc.min_wait:
                     raise

@@ -11,10 +11,6 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 
 
-def family_of(address: IPAddress) -> int:
-    return address.version
-
-
 def refusal(address: IPAddress, accept: str) -> str | None:
     """Why `address` must not be published under policy `accept`, or None when it may be.
 

@@ -13,28 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ddnsagent.address import check_url
+from ddnsagent.detect.settings import DetectConfig
+from ddnsagent.detect.settings import from_table as _parse_detect
 from ddnsagent.errors import ConfigError
 from ddnsagent.relay.settings import ReconnectConfig, RelayConfig, parse_reconnect, parse_relay
 from ddnsagent.table import Table
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
-ACCEPT_POLICIES = ("global", "any")
-SOURCE_KINDS = ("interface", "web", "dns", "command")
-
-
-@dataclass(frozen=True)
-class Source:
-    """One detection source as written, e.g. `interface:ppp0`."""
-
-    kind: str
-    arg: str
-    text: str
-
-    @property
-    def remote(self) -> bool:
-        """Remote echo answers are the ones a quorum is taken over."""
-        return self.kind in ("web", "dns")
 
 
 @dataclass(frozen=True)
@@ -47,19 +32,6 @@ class AgentConfig:
     retry_delay: float = 2.0
     lock_timeout: float = 120.0
     control_socket: Path | None = None  # default: see ddnsagent.control
-
-
-@dataclass(frozen=True)
-class DetectConfig:
-    ipv4: tuple[Source, ...] = ()
-    ipv6: tuple[Source, ...] = ()
-    accept: str = "global"
-    quorum: int = 2
-    timeout: float = 10.0
-    insecure_http: bool = False
-
-    def sources(self, family: int) -> tuple[Source, ...]:
-        return self.ipv4 if family == 4 else self.ipv6
 
 
 @dataclass(frozen=True)
@@ -201,52 +173,3 @@ def _parse_agent(t: Table) -> AgentConfig:
         )
     t.finish()
     return cfg
-
-
-def _parse_detect(t: Table) -> DetectConfig:
-    insecure = t.boolean("insecure_http", False)
-    families = {}
-    for fam in ("ipv4", "ipv6"):
-        default = ["web"] if fam == "ipv4" else []
-        texts = t.str_list(fam, default)
-        families[fam] = tuple(_parse_source(t, fam, i, s, insecure) for i, s in enumerate(texts))
-    cfg = DetectConfig(
-        ipv4=families["ipv4"],
-        ipv6=families["ipv6"],
-        accept=t.string("accept", "global", ACCEPT_POLICIES),
-        quorum=t.integer("quorum", 2, minimum=1),
-        timeout=t.duration("timeout", 10.0),
-        insecure_http=insecure,
-    )
-    t.finish()
-    return cfg
-
-
-def _parse_source(t: Table, fam: str, index: int, text: str, insecure: bool) -> Source:
-    key = f"{fam}[{index}]"
-    kind, _, arg = text.partition(":")
-    kind = kind.strip()
-    arg = arg.strip()
-    if kind not in SOURCE_KINDS:
-        raise t.error(
-            key,
-            f"unknown source {text!r}",
-            "valid: interface:NAME, web, web:URL, dns:opendns, dns:cloudflare, "
-            "dns:NAME@SERVER[:PORT], command:PATH ARGS…",
-        )
-    if kind == "interface" and not arg:
-        raise t.error(key, f"{text!r} names no interface", 'write e.g. "interface:ppp0"')
-    if kind == "command" and not arg:
-        raise t.error(
-            key, f"{text!r} names no command", 'write e.g. "command:/usr/local/bin/wanip"'
-        )
-    if kind == "web" and arg:
-        check_url(arg, insecure, lambda p, f=None: t.error(key, p, f))
-    if kind == "dns":
-        from ddnsagent.detect.dns import parse_dns_source
-
-        try:
-            parse_dns_source(arg, 4 if fam == "ipv4" else 6)
-        except ValueError as exc:
-            raise t.error(key, str(exc)) from None
-    return Source(kind, arg, text)

@@ -100,10 +100,10 @@ def _ipv6_loopback() -> bool:
 
 
 @pytest.fixture(autouse=True)
-def fresh_zone_memory() -> Iterator[None]:
-    cloudflare.forget_zone_ids()
-    yield
-    cloudflare.forget_zone_ids()
+def fresh_zone_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no remembered zone ids (the memory lives as long as the process)."""
+    monkeypatch.setattr(cloudflare, "_ZONE_IDS", {})
+    monkeypatch.setattr(cloudflare, "_ZONE_OF", {})
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,9 +15,12 @@ from typing import Any
 
 import pytest
 
-from ddnsagent.config import DetectConfig, Source
-from ddnsagent.detect import detect
+from ddnsagent.detect import detect, settings
+from ddnsagent.detect.dns import parse_dns_source
+from ddnsagent.detect.settings import DetectConfig, Source
+from ddnsagent.errors import ConfigError
 from ddnsagent.outcome import Detection
+from ddnsagent.table import Table
 from tests.fakes import EchoServer
 from tests.fakes.dnsecho import DnsEchoServer
 
@@ -289,3 +293,50 @@ def test_interface_source_in_a_network_namespace(tmp_path: Path) -> None:
         assert "203.0.113.5" in notes and "10.0.0.2" in notes and "private" in notes
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+@pytest.mark.parametrize(
+    ("arg", "family", "server", "port"),
+    [
+        ("myip@127.0.0.1", 4, "127.0.0.1", 53),
+        ("myip@127.0.0.1:5353", 4, "127.0.0.1", 5353),
+        ("myip@::1", 6, "::1", 53),
+        ("myip@[::1]", 6, "::1", 53),
+        ("myip@[::1]:5353", 6, "::1", 5353),
+    ],
+)
+def test_dns_source_names_its_server(arg: str, family: int, server: str, port: int) -> None:
+    echo = parse_dns_source(arg, family)
+    assert (echo.qname, echo.server, echo.port) == ("myip", server, port)
+
+
+@pytest.mark.parametrize(
+    ("arg", "family", "fragment"),
+    [
+        ("myip@resolver.example", 4, "must be an IP address"),
+        ("myip@127.0.0.1:0", 4, "port"),
+        ("myip@127.0.0.1:dns", 4, "port"),
+        ("myip@[::1]junk", 6, "[ADDRESS]:PORT"),
+        ("myip@::1", 4, "IPv4 address"),
+        ("@127.0.0.1", 4, "dns:opendns"),
+    ],
+)
+def test_dns_source_refusals(arg: str, family: int, fragment: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        parse_dns_source(arg, family)
+
+
+@pytest.mark.parametrize(
+    ("source", "fragment"),
+    [
+        ("command:/usr/local/bin/wanip 'unclosed", "cannot be split into words"),
+        ("command:", "names no command"),
+        ("dns:myip@[::1]:99999", "port"),
+        ("gopher:x", "unknown source"),
+    ],
+)
+def test_detect_section_refusals(source: str, fragment: str) -> None:
+    table = Table({"ipv4": [source]}, "detect", Path("/etc/ddnsagent/config.toml"))
+    with pytest.raises(ConfigError, match=re.escape(fragment)) as caught:
+        settings.from_table(table)
+    assert caught.value.key == "detect.ipv4[0]"

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 
 import pytest
 
+from ddnsagent import acme, names
 from ddnsagent.address import parse_single, refusal
 from ddnsagent.durations import format_duration, parse_duration
 from ddnsagent.errors import FatalAnswer, TransientError
-from ddnsagent.providers import dyndns2, mydns
+from ddnsagent.providers import cloudflare, desec, duckdns, dyndns2, dynv6, lexicon, mydns
+from ddnsagent.providers import url as url_provider
+from ddnsagent.providers.base import MAX_WAIT
 
 
 @pytest.mark.parametrize(
@@ -144,3 +148,105 @@ def test_mydns_fatal(status: int, body: str) -> None:
 def test_mydns_transient(status: int, body: str) -> None:
     with pytest.raises(TransientError):
         mydns.judge(status, body)
+
+
+# -- one HTTP verdict: every HTTP provider reads a status class the same way ---------------------
+
+
+class _LexiconResponse:
+    """What lexicon's HTTP errors carry: a `requests` response, reduced to what is read."""
+
+    def __init__(self, status: int, headers: dict[str, str]) -> None:
+        self.status_code = status
+        self.text = ""
+        self.headers = headers
+
+
+def _lexicon_judge(status: int, wait: str | None, location: str | None) -> str:
+    from requests import HTTPError
+
+    headers = {k: v for k, v in (("Retry-After", wait), ("Location", location)) if v}
+    raise lexicon.judge_exception(
+        HTTPError(response=_LexiconResponse(status, headers)),  # type: ignore[arg-type]
+        "powerdns",
+    )
+
+
+HTTP_JUDGES: dict[str, Callable[[int, str | None, str | None], object]] = {
+    "dyndns2": lambda s, w, loc: dyndns2.judge(s, "", HOSTS, 1800, w, loc),
+    "mydns": lambda s, w, loc: mydns.judge(s, "", w, loc),
+    "duckdns": lambda s, w, loc: duckdns.judge(s, "", ["a"], w, loc),
+    "dynv6": lambda s, w, loc: dynv6.judge(s, "", "z.dynv6.net", w, loc),
+    "desec": lambda s, w, loc: desec.judge(s, "", ["h.example.dedyn.io"], w, loc),
+    "cloudflare": lambda s, w, loc: cloudflare.judge(s, "", "testing", w, loc),
+    "url": lambda s, w, loc: url_provider.judge(s, "", url_provider.Success(), w, location=loc),
+    "lexicon": _lexicon_judge,
+    "acme": lambda s, w, loc: acme.judge(s, "", loc, w),
+}
+LATER = [408, 425, 429, 500, 502, 503, 504]
+
+
+@pytest.mark.parametrize("provider", HTTP_JUDGES)
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_credentials_stop_every_provider(provider: str, status: int) -> None:
+    with pytest.raises(FatalAnswer) as caught:
+        HTTP_JUDGES[provider](status, "120", None)
+    assert type(caught.value) is FatalAnswer and caught.value.fix
+
+
+@pytest.mark.parametrize("provider", HTTP_JUDGES)
+@pytest.mark.parametrize("status", LATER)
+def test_come_back_later_honours_retry_after_in_every_provider(provider: str, status: int) -> None:
+    with pytest.raises(TransientError) as caught:
+        HTTP_JUDGES[provider](status, "120", None)
+    assert type(caught.value) is TransientError and caught.value.min_wait == 120
+    with pytest.raises(TransientError) as caught:
+        HTTP_JUDGES[provider](status, "999999999", None)
+    assert 3600 <= caught.value.min_wait <= MAX_WAIT  # capped
+    if status != 429:  # a 429 without Retry-After waits what the service documents
+        with pytest.raises(TransientError) as caught:
+            HTTP_JUDGES[provider](status, None, None)
+        assert caught.value.min_wait == 0
+
+
+@pytest.mark.parametrize("provider", HTTP_JUDGES)
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirects_are_named_never_followed_in_every_provider(provider: str, status: int) -> None:
+    where = "https://elsewhere.example/login"
+    with pytest.raises(TransientError) as caught:
+        HTTP_JUDGES[provider](status, None, where)
+    assert type(caught.value) is TransientError and where in str(caught.value)
+    assert f"HTTP {status}" in str(caught.value)
+
+
+# -- one name check ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "ok"),
+    [
+        ("home.example.net", {}, True),
+        ("home", {}, False),  # one label is not a host name
+        ("home", {"min_labels": 1}, True),
+        ("-home.example.net", {}, False),
+        ("home-.example.net", {}, False),
+        ("a" * 63 + ".net", {}, True),
+        ("a" * 64 + ".net", {}, False),
+        (".".join(["a" * 63] * 4), {}, False),  # 255 characters
+        ("_acme-challenge.example.net", {}, False),
+        ("_acme-challenge.example.net", {"underscore": True}, True),
+        ("Home.Example.net", {}, False),
+        ("Home.Example.net", {"any_case": True}, True),
+        ("*.example.net", {}, False),
+        ("*.example.net", {"wildcard": True}, True),
+        ("*.net", {"wildcard": True}, False),
+        ("a..example.net", {}, False),
+    ],
+)
+def test_one_name_check(name: str, options: dict[str, bool], ok: bool) -> None:
+    assert names.is_name(name, **options) is ok  # type: ignore[arg-type]
+
+
+def test_one_label_check() -> None:
+    assert names.is_label("myhome") and not names.is_label("my.home")
+    assert not names.is_label("my_home") and names.is_label("my_home", underscore=True)

@@ -13,7 +13,8 @@ import asyncio
 import logging
 
 from ddnsagent.address import IPAddress, refusal
-from ddnsagent.config import DetectConfig, Source
+from ddnsagent.detect import command, dns, interface, web
+from ddnsagent.detect.settings import DetectConfig, Source
 from ddnsagent.errors import DetectError
 from ddnsagent.outcome import Detection
 
@@ -22,8 +23,6 @@ log = logging.getLogger(__name__)
 
 def expand(sources: tuple[Source, ...], family: int) -> list[Source]:
     """`web` stands for the built-in list of echo services."""
-    from ddnsagent.detect import web
-
     out: list[Source] = []
     for s in sources:
         if s.kind == "web" and not s.arg:
@@ -36,20 +35,12 @@ def expand(sources: tuple[Source, ...], family: int) -> list[Source]:
 async def ask(source: Source, family: int, cfg: DetectConfig) -> IPAddress:
     """One source's answer, checked against the accept policy."""
     if source.kind == "interface":
-        from ddnsagent.detect import interface
-
         return interface.lookup(source.arg, family, cfg.accept)
     if source.kind == "command":
-        from ddnsagent.detect import command
-
         address = await command.lookup(source.arg, family, cfg.timeout)
     elif source.kind == "web":
-        from ddnsagent.detect import web
-
         address = await web.lookup(source.arg, family, cfg.timeout)
     else:
-        from ddnsagent.detect import dns
-
         address = await dns.lookup(source.arg, family, cfg.timeout)
     why = refusal(address, cfg.accept)
     if why:

@@ -1,7 +1,7 @@
 """`dns:opendns`, `dns:cloudflare`, `dns:NAME@SERVER[:PORT]`: resolvers that echo our address.
 
 The query goes to a server of the family being detected, so the answer is the address that
-family leaves with.
+family leaves with. It is asked through the one DNS client (UDP, TCP when truncated).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from ddnsagent.address import IPAddress, parse_single
+from ddnsagent.address import IPAddress, parse_single, split_host_port
 from ddnsagent.errors import DetectError
 
 
@@ -39,20 +39,11 @@ def parse_dns_source(arg: str, family: int) -> DnsEcho:
         raise ValueError(
             f"dns:{arg} is unknown; valid: dns:opendns, dns:cloudflare, dns:NAME@SERVER[:PORT]"
         )
-    port = 53
-    if where.startswith("["):
-        host, _, rest = where[1:].partition("]")
-        if rest.startswith(":"):
-            port = _port(rest[1:])
-    elif where.count(":") == 1:
-        host, _, p = where.partition(":")
-        port = _port(p)
-    else:
-        host = where
     try:
-        server = ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"dns:{arg}: {host!r} is not an IP address") from None
+        host, port = split_host_port(where, default_port=53)
+    except ValueError as exc:
+        raise ValueError(f"dns:{arg}: {exc}") from None
+    server = ipaddress.ip_address(host)
     if server.version != family:
         raise ValueError(
             f"dns:{arg}: the server must be an IPv{family} address, because the answer "
@@ -61,22 +52,20 @@ def parse_dns_source(arg: str, family: int) -> DnsEcho:
     return DnsEcho(name, "A" if family == 4 else "AAAA", "IN", str(server), port)
 
 
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"{text!r} is not a port")
-    return int(text)
-
-
 async def lookup(arg: str, family: int, timeout: float) -> IPAddress:
-    import dns.asyncquery
+    # dnspython's query modules cost ~50 ms of start-up, which the configuration (it imports
+    # this module's parser) and runs without a dns: source must not pay.
     import dns.exception
-    import dns.message
     import dns.rcode
+    import dns.rdatatype
+
+    from ddnsagent import dnsclient  # lazy: dnspython costs ~50 ms; only dns: sources need it
 
     echo = parse_dns_source(arg, family)
-    query = dns.message.make_query(echo.qname, echo.rdtype, echo.rdclass)
     try:
-        reply = await dns.asyncquery.udp(query, echo.server, timeout=timeout, port=echo.port)
+        reply = await dnsclient.query_async(
+            echo.server, echo.port, echo.qname, echo.rdtype, timeout, echo.rdclass
+        )
     except dns.exception.Timeout:
         raise DetectError(f"no answer from {echo.server} within {timeout:g}s") from None
     except (OSError, dns.exception.DNSException) as exc:
@@ -87,7 +76,7 @@ async def lookup(arg: str, family: int, timeout: float) -> IPAddress:
         rd.to_text().strip('"')
         for rrset in reply.answer
         for rd in rrset
-        if rrset.rdtype == query.question[0].rdtype
+        if rrset.rdtype == dns.rdatatype.from_text(echo.rdtype)
     ]
     if len(values) != 1:
         raise DetectError(f"{echo.server} answered {len(values)} records instead of one")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from ddnsagent.address import IPAddress, refusal
+from ddnsagent.detect import netlink
 from ddnsagent.errors import DetectError
 
 
 def lookup(ifname: str, family: int, accept: str) -> IPAddress:
-    from ddnsagent.detect import netlink
-
     try:
         addrs = netlink.list_addresses(ifname, 4 if family == 4 else 6)
     except LookupError:

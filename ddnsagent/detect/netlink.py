@@ -326,7 +326,7 @@ class AddressWatcher:
         await self.start()
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, *_: object) -> None:
         self.close()
 
     def _on_readable(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ddnsagent import http
 from ddnsagent.address import IPAddress, parse_single
 from ddnsagent.errors import DetectError, HTTPFailure
 
@@ -25,6 +24,10 @@ MAX_ECHO_BODY = 1024
 
 
 async def lookup(url: str, family: int, timeout: float) -> IPAddress:
+    # httpx costs ~50 ms of start-up, which the configuration (it imports detect for the
+    # [detect] section) must not pay; the agent has it loaded already when it gets here.
+    from ddnsagent import http  # lazy: httpx costs ~50 ms; only a detection run needs it
+
     async with http.client(family, timeout) as client:
         try:
             answer = await http.fetch(client, "GET", url, limit=MAX_ECHO_BODY)

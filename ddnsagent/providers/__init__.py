@@ -1,8 +1,9 @@
 """The registry of provider types. Adding one: a module with TYPE, KEYS, Settings,
-`from_table` and `Client`, plus one line here."""
+`from_table` and `Client` (checked against `base.Provider`), plus one line here."""
 
 from __future__ import annotations
 
+from ddnsagent.providers.base import Common, Provider
 from ddnsagent.table import Registry
 
 TYPES = {
@@ -20,4 +21,9 @@ TYPES = {
 _registry = Registry(TYPES, "Client")
 module = _registry.module
 parse_settings = _registry.parse
-client_for = _registry.build
+
+
+def client_for(settings: Common) -> Provider:
+    """The client of one [[provider]] table's settings, loading its module on first use."""
+    client: Provider = _registry.build(settings)
+    return client

@@ -4,6 +4,9 @@ A provider turns the answer of its service into one of three things: success (it
 message), a transient failure (`TransientError`: retry later, perhaps not before `min_wait`), or
 a fatal answer (`FatalAnswer`: the service told us to stop until the user fixes something).
 Retries, back-off, stop persistence and reporting belong to the agent, not to the provider.
+
+What an HTTP status class means is the same for every service, so `http_verdict` decides it
+once; each provider's `judge` asks it first and reads the rest (2xx bodies, other 4xx) itself.
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, fields
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 import httpx
 
 from ddnsagent.address import IPAddress
+from ddnsagent.errors import FatalAnswer, TransientError
 from ddnsagent.secrets import Secret
 from ddnsagent.table import Table
 
@@ -65,20 +69,32 @@ def read_common(
 
 
 class Provider(Protocol):
-    """One configured target. `clients` maps a family to an HTTP client bound to it."""
+    """One configured target: what the registry's `client_for` returns and the agent calls.
 
-    settings: Any
-    TYPE: ClassVar[str]
+    Each provider module states `_: type[Provider] = Client`, so mypy checks its client here.
+    """
+
+    TYPE: str  # the `type` of its [[provider]] tables (a class attribute of the client)
     # True when the service takes the address from the connection (MyDNS): the agent then
     # hands `update` a client bound to the family. Others get an unbound client.
-    BIND_FAMILY: ClassVar[bool]
+    BIND_FAMILY: bool
 
-    async def update(self, family: int, address: IPAddress, http: httpx.AsyncClient) -> str: ...
+    @property
+    def settings(self) -> Common: ...
 
-    def describe(self, family: int, address: IPAddress) -> str: ...
+    async def update(self, family: int, address: IPAddress, client: httpx.AsyncClient) -> str:
+        """Send `address` for `family`; a message on success, else TransientError or
+        FatalAnswer (or SecretUnavailable when a secret cannot be read)."""
+        ...
+
+    def describe(self, family: int, address: IPAddress) -> str:
+        """What `update` would send, without secrets (for --dry-run)."""
+        ...
 
 
 MAX_WAIT = 24 * 3600.0
+LATER_STATUSES = frozenset({408, 425, 429})  # with 5xx: the service asks us to come back later
+REFUSED_STATUSES = frozenset({401, 403})
 
 
 def retry_after(value: str | None, default: float, now: float | None = None) -> float:
@@ -98,3 +114,48 @@ def retry_after(value: str | None, default: float, now: float | None = None) -> 
             return default
         seconds = when.timestamp() - (time.time() if now is None else now)
     return min(max(seconds, 1.0), MAX_WAIT)
+
+
+def http_verdict(
+    status: int,
+    service: str,
+    fix: str,
+    *,
+    refused: str | None = None,
+    detail: str = "",
+    retry_after_header: str | None = None,
+    location: str | None = None,
+    throttle_wait: float = 0.0,
+    max_wait: float = MAX_WAIT,
+    now: float | None = None,
+) -> None:
+    """Raise what the status class of an answer means, the same for every HTTP provider.
+
+    - 401/403: the credentials were refused; retrying cannot help: `FatalAnswer` with `fix`
+      (`refused` words the message when the provider knows more, e.g. dyndns2's `badauth`).
+    - 408, 425, 429 and 5xx: come back later, not before the answer's `Retry-After` (at most
+      `max_wait`); a 429 without a usable one waits `throttle_wait`, what the service documents.
+    - 3xx: redirects are never followed (a redirected update did not reach the service's
+      update handler), so it is a passing failure that names where it pointed.
+
+    Returns for everything else (1xx, 2xx, other 4xx): the provider's own `judge` decides.
+    `detail` is what the answer said, already fit to print (redacted, short).
+    """
+    said = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
+    if status in REFUSED_STATUSES:
+        raise FatalAnswer(refused or f"{service} refused the credentials ({said})", fix)
+    if status in LATER_STATUSES or 500 <= status < 600:
+        default = throttle_wait if status == 429 else 0.0
+        wait = min(retry_after(retry_after_header, default, now), max_wait)
+        if status == 429:
+            raise TransientError(
+                f"{service} throttled the request: its rate limit was reached ({said})",
+                min_wait=wait,
+            )
+        raise TransientError(f"{service} answered {said}", min_wait=wait)
+    if 300 <= status < 400:
+        where = f" to {location}" if location else ""
+        raise TransientError(
+            f"{service} redirected the request{where} ({said}); redirects are not followed, "
+            "so nothing was changed"
+        )

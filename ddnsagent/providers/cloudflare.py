@@ -34,7 +34,8 @@ import httpx
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import FatalAnswer, HTTPFailure, SecretUnavailable, TransientError
-from ddnsagent.providers.base import Common, read_common, retry_after
+from ddnsagent.names import is_name
+from ddnsagent.providers.base import Common, Provider, http_verdict, read_common, retry_after
 from ddnsagent.secrets import Secret, redact, register
 from ddnsagent.table import Table
 
@@ -66,7 +67,6 @@ API_URL_FIX = (
     "Cloudflare's edge refuses this host"
 )
 _ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
-_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 _TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")
 
 
@@ -135,10 +135,7 @@ def _records(t: Table, zone: str | None) -> tuple[str, ...]:
 
 def _fqdn(t: Table, key: str, value: str, *, wildcard: bool) -> str:
     name = value.strip().rstrip(".").lower()
-    labels = name.split(".")
-    if wildcard and labels[0] == "*":
-        labels = labels[1:]
-    if len(name) > 253 or len(labels) < 2 or not all(_LABEL.match(x) for x in labels):
+    if not is_name(name, underscore=True, wildcard=wildcard):
         raise t.error(
             key,
             f"{value!r} is not a fully qualified domain name",
@@ -203,7 +200,13 @@ def _shown(errors: list[tuple[int | None, str]]) -> str:
     return _safe("; ".join(p.strip() for p in parts if p.strip()), 300)
 
 
-def judge(status: int, body: str, what: str, retry_after: str | None = None) -> dict[str, Any]:
+def judge(
+    status: int,
+    body: str,
+    what: str,
+    retry_after: str | None = None,
+    location: str | None = None,
+) -> dict[str, Any]:
     """The envelope of a successful answer, or the exception the answer means.
 
     Pure, so the table is tested on strings. `what` says which step it was ("listing A
@@ -214,16 +217,33 @@ def judge(status: int, body: str, what: str, retry_after: str | None = None) -> 
     shown = _shown(errors)
     said = f": {shown}" if shown else ""
     codes = {code for code, _ in errors}
-    if status == 429 or codes & THROTTLE_CODES:
+    if envelope is None:  # not the API answering: Cloudflare's edge, or another host
+        refused = f"HTTP {status} without Cloudflare's JSON envelope while {what}"
+        fix = API_URL_FIX
+    else:
+        refused = f"Cloudflare refused the token while {what} (HTTP {status}{said})"
+        fix = TOKEN_FIX
+    http_verdict(
+        status,
+        f"while {what}, Cloudflare",
+        fix,
+        refused=refused,
+        detail=shown,
+        retry_after_header=retry_after,
+        location=location,
+        throttle_wait=DEFAULT_RATE_WAIT,
+        max_wait=MAX_RATE_WAIT,
+    )
+    if codes & THROTTLE_CODES:
         raise TransientError(
             f"Cloudflare's rate limit was reached while {what} (HTTP {status}{said})",
             min_wait=rate_wait(retry_after),
         )
-    if (status in (401, 403) and envelope is not None) or codes & AUTH_CODES:
+    if codes & AUTH_CODES:
         raise FatalAnswer(
             f"Cloudflare refused the token while {what} (HTTP {status}{said})", TOKEN_FIX
         )
-    if status >= 500 or status in (408, 409, 425):
+    if status == 409:  # a conflicting change in flight: it settles
         raise TransientError(f"Cloudflare answered HTTP {status} while {what}{said}")
     if envelope is None:
         if 200 <= status < 300:
@@ -252,12 +272,6 @@ def judge(status: int, body: str, what: str, retry_after: str | None = None) -> 
 # (API URL, token digest, zone name) → zone id; (API URL, token digest, record) → zone name.
 _ZONE_IDS: dict[tuple[str, str, str], str] = {}
 _ZONE_OF: dict[tuple[str, str, str], str] = {}
-
-
-def forget_zone_ids() -> None:
-    """Forget every remembered zone id (for tests; the next update looks zones up again)."""
-    _ZONE_IDS.clear()
-    _ZONE_OF.clear()
 
 
 @dataclass(frozen=True)
@@ -296,7 +310,13 @@ class _Session:
             answer = await http.fetch(self.client, method, self.api_url + path, **kwargs)
         except HTTPFailure as exc:
             raise TransientError(redact(f"{exc} while {what}")) from None
-        return judge(answer.status, answer.body, what, answer.headers.get("retry-after"))
+        return judge(
+            answer.status,
+            answer.body,
+            what,
+            answer.headers.get("retry-after"),
+            answer.headers.get("location"),
+        )
 
     def forget(self) -> None:
         for cache in (_ZONE_IDS, _ZONE_OF):
@@ -330,6 +350,7 @@ def _same_address(content: str, address: IPAddress) -> bool:
 
 class Client:
     TYPE = TYPE
+    BIND_FAMILY = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -500,3 +521,6 @@ class Client:
         if not _same_address(written.content, address):
             shown = _safe(written.content, 60)
             raise TransientError(f"Cloudflare answered with content {shown!r} after {what}")
+
+
+_: type[Provider] = Client

@@ -27,7 +27,8 @@ import httpx
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
-from ddnsagent.providers.base import Common, read_common, retry_after
+from ddnsagent.names import is_name
+from ddnsagent.providers.base import MAX_WAIT, Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, redact, register_basic_auth
 from ddnsagent.table import Table
 
@@ -36,8 +37,6 @@ KEYS = "hostnames, token|token_file|token_env, url"
 
 DEFAULT_URL = "https://update.dedyn.io/"
 DEFAULT_THROTTLE_WAIT = 120.0  # the dyndns rate window, when the answer names no wait
-MAX_WAIT = 24 * 3600.0
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _SECONDS_IN_BODY = re.compile(r"available in (\d+) seconds?")
 
 
@@ -54,7 +53,7 @@ def from_table(t: Table) -> Settings:
     if not names:
         raise t.error("hostnames", "is empty", 'list at least one, e.g. ["myhome.dedyn.io"]')
     for name in names:
-        if "." not in name or not all(_LABEL.match(label) for label in name.split(".")):
+        if not is_name(name):
             raise t.error("hostnames", f"{name!r} is not a fully qualified host name")
     url = t.url("url", DEFAULT_URL, insecure_http=common["insecure_http"])
     if url.split("?")[0].endswith((".ico", ".png")):
@@ -64,29 +63,45 @@ def from_table(t: Table) -> Settings:
     return Settings(**common, hostnames=tuple(dict.fromkeys(names)), token=token, url=url)
 
 
-def throttle_wait(value: str | None, body: str) -> float:
-    """The wait deSEC asked for: `Retry-After`, else the seconds its body names."""
+def body_wait(body: str) -> float:
+    """The wait a throttled answer's body names, for when it has no usable `Retry-After`."""
     found = _SECONDS_IN_BODY.search(body)
-    fallback = float(found.group(1)) if found else DEFAULT_THROTTLE_WAIT
-    return retry_after(value, min(max(fallback, 1.0), MAX_WAIT))
+    return min(max(float(found.group(1)), 1.0), MAX_WAIT) if found else DEFAULT_THROTTLE_WAIT
 
 
-def judge(status: int, body: str, hostnames: tuple[str, ...] | list[str], wait: str | None) -> str:
+def judge(
+    status: int,
+    body: str,
+    hostnames: tuple[str, ...] | list[str],
+    wait: str | None,
+    location: str | None = None,
+) -> str:
     """The meaning of one answer; pure, so it is tested on plain strings.
 
     `wait` is the answer's Retry-After header, if any.
     """
     text = redact(" ".join(body.split()))[:160]
     names = ",".join(hostnames)
+    if status == 403:
+        refused = f"deSEC does not allow dynamic updates for {names} (HTTP 403)"
+        fix = "check hostnames, or ask deSEC support"
+    else:
+        refused = f"badauth: deSEC refused the token (HTTP {status}: {text!r})"
+        fix = "check token: it must be a deSEC token secret, not the account password"
+    http_verdict(
+        status,
+        "deSEC",
+        fix,
+        refused=refused,
+        detail=repr(text) if text else "",
+        retry_after_header=wait,
+        location=location,
+        throttle_wait=body_wait(body),
+    )
     if status == 200:
         if text.split()[:1] == ["good"]:
             return f"{names}: good"
         raise TransientError(f"deSEC answered 200 without `good`: {text!r}")
-    if status == 401:
-        raise FatalAnswer(
-            f"badauth: deSEC refused the token (HTTP 401: {text!r})",
-            "check token: it must be a deSEC token secret, not the account password",
-        )
     if status == 404:
         raise FatalAnswer(
             f"nohost: deSEC has no domain for {names} in this account (HTTP 404)",
@@ -97,17 +112,6 @@ def judge(status: int, body: str, hostnames: tuple[str, ...] | list[str], wait: 
             f"deSEC refused the request (HTTP 400): {text!r}",
             "check hostnames: all must be under one domain; use one [[provider]] per domain",
         )
-    if status == 403:
-        raise FatalAnswer(
-            f"deSEC does not allow dynamic updates for {names} (HTTP 403)",
-            "check hostnames, or ask deSEC support",
-        )
-    if status == 429:
-        raise TransientError(
-            f"deSEC throttled the update (HTTP 429): {text!r}", min_wait=throttle_wait(wait, body)
-        )
-    if status >= 500:
-        raise TransientError(f"deSEC answered HTTP {status}")
     raise FatalAnswer(f"deSEC answered HTTP {status}", "check url")
 
 
@@ -118,6 +122,7 @@ def _params(hostnames: tuple[str, ...], family: int, address: IPAddress) -> dict
 
 class Client:
     TYPE = TYPE
+    BIND_FAMILY = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -142,4 +147,13 @@ class Client:
             )
         except HTTPFailure as exc:
             raise TransientError(redact(str(exc))) from None
-        return judge(answer.status, answer.body, s.hostnames, answer.headers.get("retry-after"))
+        return judge(
+            answer.status,
+            answer.body,
+            s.hostnames,
+            answer.headers.get("retry-after"),
+            answer.headers.get("location"),
+        )
+
+
+_: type[Provider] = Client

@@ -21,7 +21,6 @@ never contain it and `describe()` shows `***`.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import httpx
@@ -29,7 +28,8 @@ import httpx
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
-from ddnsagent.providers.base import Common, read_common
+from ddnsagent.names import is_label
+from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, redact, register_query_value
 from ddnsagent.table import Table
 
@@ -39,7 +39,7 @@ KEYS = "domains, token|token_file|token_env, url"
 DEFAULT_URL = "https://www.duckdns.org/update"
 DEFAULT_TIMEOUT = 10.0
 SUFFIX = ".duckdns.org"
-_SUBNAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+TOKEN_FIX = "check token and that every name in domains belongs to this DuckDNS account"
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def from_table(t: Table) -> Settings:
 def _subname(t: Table, name: str) -> str:
     """`myhome` from `myhome` or `myhome.duckdns.org`; anything else is refused."""
     sub = name.strip().lower().removesuffix(SUFFIX)
-    if not _SUBNAME.match(sub):
+    if not is_label(sub):
         raise t.error(
             "domains",
             f"{name!r} is not a DuckDNS name",
@@ -76,19 +76,23 @@ def _subname(t: Table, name: str) -> str:
     return sub
 
 
-def judge(status: int, body: str, domains: tuple[str, ...] | list[str]) -> str:
+def judge(
+    status: int,
+    body: str,
+    domains: tuple[str, ...] | list[str],
+    retry_after: str | None = None,
+    location: str | None = None,
+) -> str:
     """The meaning of one answer; pure, so it is tested on plain strings."""
     names = ",".join(domains)
-    if status == 429 or status >= 500:
-        raise TransientError(f"DuckDNS answered HTTP {status}")
+    http_verdict(status, "DuckDNS", TOKEN_FIX, retry_after_header=retry_after, location=location)
     if status != 200:
         raise FatalAnswer(f"DuckDNS answered HTTP {status}", "check url")
     lines = [line.strip() for line in body.strip().splitlines()]
     first = lines[0] if lines else ""
     if first == "KO":
         raise FatalAnswer(
-            "DuckDNS answered KO: it refused the token or one of the domains",
-            "check token and that every name in domains belongs to this DuckDNS account",
+            "DuckDNS answered KO: it refused the token or one of the domains", TOKEN_FIX
         )
     if first != "OK":
         shown = redact(" | ".join(lines))[:120]
@@ -103,6 +107,7 @@ def judge(status: int, body: str, domains: tuple[str, ...] | list[str]) -> str:
 
 class Client:
     TYPE = TYPE
+    BIND_FAMILY = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -132,4 +137,13 @@ class Client:
                     answer = await http.fetch(either_family, "GET", s.url, params=params)
         except HTTPFailure as exc:
             raise TransientError(redact(str(exc))) from None
-        return judge(answer.status, answer.body, s.domains)
+        return judge(
+            answer.status,
+            answer.body,
+            s.domains,
+            answer.headers.get("retry-after"),
+            answer.headers.get("location"),
+        )
+
+
+_: type[Provider] = Client

@@ -17,7 +17,7 @@ import httpx
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
-from ddnsagent.providers.base import Common, read_common
+from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, register_basic_auth
 from ddnsagent.table import Table
 
@@ -98,18 +98,37 @@ def from_table(t: Table) -> Settings:
     )
 
 
-def judge(status: int, body: str, hostnames: list[str], wait_911: float) -> str:
-    """The meaning of one answer for `hostnames`; pure, so it is tested on plain strings."""
-    if status == 401:
-        raise FatalAnswer("badauth: " + FATAL["badauth"], FIXES["badauth"])
-    if status >= 500 or status == 429:
-        raise TransientError(f"HTTP {status}")
-    if status != 200:
-        raise FatalAnswer(f"HTTP {status} from the update URL", "check server")
+def judge(
+    status: int,
+    body: str,
+    hostnames: list[str],
+    wait_911: float,
+    retry_after: str | None = None,
+    location: str | None = None,
+) -> str:
+    """The meaning of one answer for `hostnames`; pure, so it is tested on plain strings.
+
+    Some services send their refusal codes with a 4xx status (No-IP: 401 `badauth`), so the
+    body's code words the message whatever the status."""
     lines = [line.strip() for line in body.strip().splitlines() if line.strip()]
+    codes = [line.split()[0] for line in lines]
+    known = next((c for c in codes if c in FATAL), "badauth" if status == 401 else None)
+    refused = f"{known}: {FATAL[known]} (HTTP {status})" if known else None
+    fix = FIXES.get(known or "badauth", "see the provider's site")
+    http_verdict(
+        status,
+        "the service",
+        fix,
+        refused=refused,
+        retry_after_header=retry_after,
+        location=location,
+    )
+    if status != 200:
+        if refused:
+            raise FatalAnswer(refused, fix)
+        raise FatalAnswer(f"HTTP {status} from the update URL", "check server")
     if not lines:
         raise TransientError("empty answer")
-    codes = [line.split()[0] for line in lines]
     for code in codes:
         if code in FATAL:
             raise FatalAnswer(f"{code}: {FATAL[code]}", FIXES.get(code, "see the provider's site"))
@@ -126,6 +145,7 @@ def judge(status: int, body: str, hostnames: list[str], wait_911: float) -> str:
 
 class Client:
     TYPE = TYPE
+    BIND_FAMILY = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -163,7 +183,14 @@ class Client:
                     )
                 except HTTPFailure as exc:
                     raise TransientError(str(exc)) from None
-            return judge(answer.status, answer.body, batch, s.wait_911)
+            return judge(
+                answer.status,
+                answer.body,
+                batch,
+                s.wait_911,
+                answer.headers.get("retry-after"),
+                answer.headers.get("location"),
+            )
 
         outcomes = await asyncio.gather(*(send(b) for b in self._batches()), return_exceptions=True)
         for kind in (FatalAnswer, TransientError, BaseException):
@@ -171,3 +198,6 @@ class Client:
                 if isinstance(outcome, kind):
                     raise outcome
         return "; ".join(str(o) for o in outcomes)
+
+
+_: type[Provider] = Client

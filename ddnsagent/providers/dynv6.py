@@ -19,7 +19,6 @@ The token is masked in logs as it is and as it looks percent-encoded in a URL.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import httpx
@@ -27,7 +26,8 @@ import httpx
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
-from ddnsagent.providers.base import Common, read_common, retry_after
+from ddnsagent.names import is_name
+from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, redact, register_query_value
 from ddnsagent.table import Table
 
@@ -35,7 +35,6 @@ TYPE = "dynv6"
 KEYS = "zones, token|token_file|token_env, ipv6_prefix_length, url"
 
 DEFAULT_URL = "https://dynv6.com/api/update"
-_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ def from_table(t: Table) -> Settings:
     if not zones:
         raise t.error("zones", "is empty", 'list at least one, e.g. ["myhome.dynv6.net"]')
     for zone in zones:
-        if "." not in zone or not all(_LABEL.match(label) for label in zone.split(".")):
+        if not is_name(zone):
             raise t.error("zones", f"{zone!r} is not a zone name", 'e.g. "myhome.dynv6.net"')
     token = t.secret("token")
     assert token is not None
@@ -68,19 +67,24 @@ def from_table(t: Table) -> Settings:
     )
 
 
-def judge(status: int, body: str, zone: str, wait: str | None = None) -> str:
+def judge(
+    status: int, body: str, zone: str, wait: str | None = None, location: str | None = None
+) -> str:
     """The meaning of one answer for `zone`; pure, so it is tested on plain strings.
 
     `wait` is the answer's Retry-After header, if any.
     """
     text = redact(" ".join(body.split()))[:120]
+    http_verdict(
+        status,
+        "dynv6",
+        "check token: it must be a dynv6 HTTP token valid for this zone",
+        refused=f"dynv6 refused the token for {zone} (HTTP {status})",
+        retry_after_header=wait,
+        location=location,
+    )
     if status == 200:
         return f"{zone}: {text or 'done'}"
-    if status in (401, 403):
-        raise FatalAnswer(
-            f"dynv6 refused the token for {zone} (HTTP {status})",
-            "check token: it must be a dynv6 HTTP token valid for this zone",
-        )
     if status == 404:
         raise FatalAnswer(f"dynv6 does not know the zone {zone} (HTTP 404)", "check zones")
     if status == 400:
@@ -88,15 +92,12 @@ def judge(status: int, body: str, zone: str, wait: str | None = None) -> str:
             f"dynv6 refused the request for {zone} (HTTP 400): {text!r}",
             "check zones and ipv6_prefix_length",
         )
-    if status == 429:
-        raise TransientError("dynv6 asked to slow down (HTTP 429)", min_wait=retry_after(wait, 0.0))
-    if status >= 500:
-        raise TransientError(f"dynv6 answered HTTP {status}")
     raise FatalAnswer(f"dynv6 answered HTTP {status}", "check url")
 
 
 class Client:
     TYPE = TYPE
+    BIND_FAMILY = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -125,6 +126,15 @@ class Client:
             except HTTPFailure as exc:
                 raise TransientError(redact(str(exc))) from None
             results.append(
-                judge(answer.status, answer.body, zone, answer.headers.get("retry-after"))
+                judge(
+                    answer.status,
+                    answer.body,
+                    zone,
+                    answer.headers.get("retry-after"),
+                    answer.headers.get("location"),
+                )
             )
         return "; ".join(results)
+
+
+_: type[Provider] = Client

@@ -31,7 +31,7 @@ import httpx
 from ddnsagent.address import IPAddress
 from ddnsagent.durations import format_duration
 from ddnsagent.errors import FatalAnswer, TransientError
-from ddnsagent.providers.base import Common, read_common, retry_after
+from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, check_private_file, redact
 from ddnsagent.table import Table
 
@@ -42,6 +42,7 @@ KEYS = (
 )
 INSTALL_HINT = "pip install 'ddnsagent[lexicon]'"
 DEFAULT_TIMEOUT = 120.0
+WAIT_429 = 60.0  # when a 429 comes without Retry-After
 # The zone is given, so lexicon's Public Suffix List lookup decides nothing: do not fetch it.
 _PSL_URLS_ENV = "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"
 
@@ -214,16 +215,22 @@ def judge_exception(exc: BaseException, provider: str) -> FatalAnswer | Transien
     if isinstance(status, int):
         detail = redact(" ".join(str(getattr(response, "text", "")).split()))[:120]
         said = f"{label}: HTTP {status}" + (f": {detail}" if detail else "")
-        if status in (401, 403):
-            return FatalAnswer(said, "check the credentials")
+        headers = getattr(response, "headers", None) or {}
+        try:
+            http_verdict(
+                status,
+                label,
+                "check the credentials",
+                refused=said,
+                detail=detail,
+                retry_after_header=headers.get("Retry-After"),
+                location=headers.get("Location"),
+                throttle_wait=WAIT_429,
+            )
+        except (FatalAnswer, TransientError) as verdict:
+            return verdict
         if status == 404:
             return FatalAnswer(said, "check domain (the zone) and the provider's options")
-        if status == 429:
-            headers = getattr(response, "headers", {}) or {}
-            wait = retry_after(headers.get("Retry-After"), 60.0)
-            return TransientError(said, min_wait=wait)
-        if status >= 500 or status == 408:
-            return TransientError(said)
         return FatalAnswer(said, "check records, ttl and the provider's options")
     return TransientError(f"{label}: {type(exc).__name__}: {redact(str(exc))[:200]}")
 
@@ -268,6 +275,7 @@ def _in_daemon_thread(
 
 class Client:
     TYPE = TYPE
+    BIND_FAMILY = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -355,3 +363,6 @@ class Client:
             return f"{name} {first.get('content')} → {content}"
         operations.create_record(rtype, name, content)
         return f"{name} created {content}"
+
+
+_: type[Provider] = Client

@@ -15,7 +15,7 @@ import httpx
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
-from ddnsagent.providers.base import Common, read_common
+from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, register_basic_auth
 from ddnsagent.table import Table
 
@@ -25,6 +25,7 @@ KEYS = "master_id, password|password_file|password_env, url_ipv4, url_ipv6"
 _OK_STATUS = re.compile(r"login_status\s*=\s*1\b")
 _NG_STATUS = re.compile(r"login_status\s*=\s*0\b")
 _OK_TEXT = "Login and IP address notify OK"
+LOGIN_FIX = "check master_id and the password"
 
 
 @dataclass(frozen=True)
@@ -52,21 +53,24 @@ def from_table(t: Table) -> Settings:
     )
 
 
-def judge(status: int, body: str) -> str:
+def judge(
+    status: int, body: str, retry_after: str | None = None, location: str | None = None
+) -> str:
     """The meaning of one answer; pure, so it is tested on plain strings."""
-    if status == 401:
-        raise FatalAnswer("MyDNS refused the login (HTTP 401)", "check master_id and the password")
-    if status >= 500 or status == 429:
-        raise TransientError(f"MyDNS answered HTTP {status}")
+    http_verdict(
+        status,
+        "MyDNS",
+        LOGIN_FIX,
+        refused=f"MyDNS refused the login (HTTP {status})",
+        retry_after_header=retry_after,
+        location=location,
+    )
     if status != 200:
         raise FatalAnswer(f"MyDNS answered HTTP {status}", "check url_ipv4/url_ipv6")
     if _OK_STATUS.search(body) or _OK_TEXT in body:
         return "notified"
     if _NG_STATUS.search(body) or re.search(r"\bNG\b", body):
-        raise FatalAnswer(
-            "MyDNS answered that the login failed (login_status = 0)",
-            "check master_id and the password",
-        )
+        raise FatalAnswer("MyDNS answered that the login failed (login_status = 0)", LOGIN_FIX)
     raise TransientError("MyDNS answered 200 without a login status; not counted as notified")
 
 
@@ -93,4 +97,12 @@ class Client:
             )
         except HTTPFailure as exc:
             raise TransientError(str(exc)) from None
-        return judge(answer.status, answer.body)
+        return judge(
+            answer.status,
+            answer.body,
+            answer.headers.get("retry-after"),
+            answer.headers.get("location"),
+        )
+
+
+_: type[Provider] = Client

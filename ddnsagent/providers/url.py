@@ -22,7 +22,7 @@ import httpx
 from ddnsagent import http
 from ddnsagent.address import IPAddress, check_url
 from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
-from ddnsagent.providers.base import Common, read_common, retry_after
+from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, redact, register, register_basic_auth
 from ddnsagent.table import Table
 
@@ -34,7 +34,6 @@ KEYS = (
 )
 
 PLACEHOLDERS = ("ip", "ipv4", "ipv6", "hostname", "password", "token")
-SECRET_NAMES = ("password", "token")
 METHODS = ("GET", "POST", "PUT", "PATCH")
 WAIT_429 = 60.0  # when a 429 comes without Retry-After
 
@@ -271,19 +270,18 @@ def judge(
     success: Success,
     retry_after_header: str | None = None,
     now: float | None = None,
+    location: str | None = None,
 ) -> str:
     """The meaning of one answer; pure, so it is tested on plain strings."""
-    if status in (401, 403):
-        raise FatalAnswer(
-            f"the service refused the credentials (HTTP {status})",
-            "check username, password/token and url",
-        )
-    if status == 429:
-        wait = retry_after(retry_after_header, WAIT_429, now)
-        raise TransientError("HTTP 429: the service asks us to slow down", min_wait=wait)
-    if status >= 500 or status == 408:
-        wait = retry_after(retry_after_header, 0.0, now) if status == 503 else 0.0
-        raise TransientError(f"HTTP {status}", min_wait=wait)
+    http_verdict(
+        status,
+        "the service",
+        "check username, password/token and url",
+        retry_after_header=retry_after_header,
+        location=location,
+        throttle_wait=WAIT_429,
+        now=now,
+    )
     if not 200 <= status < 300:
         raise FatalAnswer(f"HTTP {status} from the update URL", "check url and method")
     if success.regex is not None:
@@ -344,6 +342,7 @@ def _register_forms(value: str) -> None:
 
 class Client:
     TYPE = TYPE
+    BIND_FAMILY = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -419,7 +418,14 @@ class Client:
             except HTTPFailure as exc:
                 raise TransientError(redact(str(exc))) from None
             message = judge(
-                answer.status, answer.body, s.success, answer.headers.get("Retry-After")
+                answer.status,
+                answer.body,
+                s.success,
+                answer.headers.get("Retry-After"),
+                location=answer.headers.get("Location"),
             )
             results.append(f"{hostname}: {message}" if hostname else message)
         return "; ".join(results)
+
+
+_: type[Provider] = Client
