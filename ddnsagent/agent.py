@@ -20,7 +20,7 @@ from typing import Any
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Config
-from ddnsagent.detect import detect
+from ddnsagent.detect.finder import detect
 from ddnsagent.errors import FatalAnswer, SecretUnavailable, TransientError
 from ddnsagent.outcome import Detection, SyncReport, TargetReport
 from ddnsagent.providers import client_for

@@ -13,11 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ddnsagent import providers
 from ddnsagent.detect.settings import DetectConfig
-from ddnsagent.detect.settings import from_table as _parse_detect
+from ddnsagent.detect.settings import from_table as parse_detect
 from ddnsagent.errors import ConfigError
+from ddnsagent.outputs.metrics_settings import MetricsConfig, parse_metrics
+from ddnsagent.outputs.notify_settings import NotifyConfig, parse_notify
+from ddnsagent.providers.base import Common
 from ddnsagent.relay.settings import ReconnectConfig, RelayConfig, parse_reconnect, parse_relay
-from ddnsagent.table import Table
+from ddnsagent.table import Registry, Table
+from ddnsagent.zones import registry as zone_registry
+from ddnsagent.zones.base import ZoneCommon
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -39,12 +45,12 @@ class Config:
     file: Path
     agent: AgentConfig
     detect: DetectConfig
-    providers: tuple[Any, ...]  # provider settings objects, see ddnsagent.providers
+    providers: tuple[Common, ...]  # each provider module's Settings, see ddnsagent.providers
     relay: RelayConfig | None = None
     reconnect: ReconnectConfig | None = None
-    zones: tuple[Any, ...] = ()  # local-zone settings objects, see ddnsagent.zones.registry
-    metrics: Any = None  # ddnsagent.metrics.MetricsConfig
-    notify: Any = None  # ddnsagent.notify.NotifyConfig
+    zones: tuple[ZoneCommon, ...] = ()  # each backend's Settings, see ddnsagent.zones.registry
+    metrics: MetricsConfig | None = None
+    notify: NotifyConfig | None = None
 
     @property
     def families(self) -> list[int]:
@@ -96,63 +102,48 @@ def load(path: Path) -> Config:
 
 
 def parse(data: dict[str, Any], path: Path) -> Config:
-    from ddnsagent import providers
-
+    """Each section is read by its owner; this only puts them together."""
     top = Table(data, "", path)
     agent = _parse_agent(top.table("agent"))
-    detect = _parse_detect(top.table("detect"))
-    provider_list = top.raw("provider", [])
-    if not isinstance(provider_list, list):
-        raise top.error("provider", "must be written as [[provider]] tables")
-    parsed = []
-    names: set[str] = set()
-    for i, item in enumerate(provider_list):
-        if not isinstance(item, dict):
-            raise top.error(f"provider[{i}]", "must be a table")
-        name = item.get("name")
-        label = f"provider[{i}]" if not isinstance(name, str) else f"provider.{name}"
-        settings = providers.parse_settings(Table(item, label, path))
-        if settings.name in names:
-            raise ConfigError(path, f"{label}.name", f"{settings.name!r} is used twice")
-        names.add(settings.name)
-        parsed.append(settings)
-    zones = _parse_zones(top, path, names)
+    detect = parse_detect(top.table("detect"))
+    names: set[str] = set()  # providers and zones share one namespace (state, status)
+    targets = _parse_plugins(top, "provider", providers.registry, names)
+    zones = _parse_plugins(top, "zone", zone_registry.registry, names)
     relay = parse_relay(top.table("relay")) if top.has("relay") else None
     reconnect = parse_reconnect(top.table("reconnect")) if top.has("reconnect") else None
-    metrics = notify = None
-    if top.has("metrics"):
-        from ddnsagent.outputs.metrics_settings import parse_metrics
-
-        metrics = parse_metrics(top.table("metrics"))
-    if top.has("notify"):
-        from ddnsagent.outputs.notify_settings import parse_notify
-
-        notify = parse_notify(top.table("notify"))
+    metrics = parse_metrics(top.table("metrics")) if top.has("metrics") else None
+    notify = parse_notify(top.table("notify")) if top.has("notify") else None
     top.finish()
-    return Config(path, agent, detect, tuple(parsed), relay, reconnect, zones, metrics, notify)
+    return Config(
+        path,
+        agent,
+        detect,
+        tuple(targets),
+        relay,
+        reconnect,
+        tuple(zones),
+        metrics,
+        notify,
+    )
 
 
-def _parse_zones(top: Table, path: Path, taken: set[str]) -> tuple[Any, ...]:
-    """[[zone]] tables; their names share one namespace with the providers (state, status)."""
-    zone_list = top.raw("zone", [])
-    if not zone_list:
-        return ()
-    if not isinstance(zone_list, list):
-        raise top.error("zone", "must be written as [[zone]] tables")
-    from ddnsagent.zones import registry
-
+def _parse_plugins(top: Table, key: str, registry: Registry, taken: set[str]) -> list[Any]:
+    """[[provider]] or [[zone]] tables, each read by the module its `type` names."""
+    items = top.raw(key, [])
+    if not isinstance(items, list):
+        raise top.error(key, f"must be written as [[{key}]] tables")
     out = []
-    for i, item in enumerate(zone_list):
+    for i, item in enumerate(items):
         if not isinstance(item, dict):
-            raise top.error(f"zone[{i}]", "must be a table")
+            raise top.error(f"{key}[{i}]", "must be a table")
         name = item.get("name")
-        label = f"zone[{i}]" if not isinstance(name, str) else f"zone.{name}"
-        settings = registry.parse_settings(Table(item, label, path))
+        label = f"{key}[{i}]" if not isinstance(name, str) else f"{key}.{name}"
+        settings = registry.parse(Table(item, label, top.file))
         if settings.name in taken:
-            raise ConfigError(path, f"{label}.name", f"{settings.name!r} is used twice")
+            raise ConfigError(top.file, f"{label}.name", f"{settings.name!r} is used twice")
         taken.add(settings.name)
         out.append(settings)
-    return tuple(out)
+    return out
 
 
 def _parse_agent(t: Table) -> AgentConfig:

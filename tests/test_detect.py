@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from ddnsagent.detect import detect, settings
+from ddnsagent.detect import settings
 from ddnsagent.detect.dns import parse_dns_source
+from ddnsagent.detect.finder import detect
 from ddnsagent.detect.settings import DetectConfig, Source
 from ddnsagent.errors import ConfigError
 from ddnsagent.outcome import Detection

@@ -14,14 +14,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, fields
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import FatalAnswer, TransientError
 from ddnsagent.secrets import Secret
 from ddnsagent.table import Table
+
+if TYPE_CHECKING:  # httpx costs ~50 ms to import; reading the configuration needs none of it
+    import httpx
 
 
 @dataclass(frozen=True)

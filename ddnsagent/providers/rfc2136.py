@@ -19,7 +19,7 @@ import httpx
 from ddnsagent import dnsclient
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import FatalAnswer, TransientError, UpdateFailure
-from ddnsagent.providers.base import Common, read_common
+from ddnsagent.providers.base import Common, Provider, read_common
 from ddnsagent.secrets import Secret
 from ddnsagent.table import Table
 
@@ -111,3 +111,6 @@ class Client:
             raise TransientError(f"{exc} ({exc.fix})") from None
         rrtype = dnsclient.RRTYPE[family]
         return f"{', '.join(s.hostnames)} {rrtype} set to {address}"
+
+
+_: type[Provider] = Client
