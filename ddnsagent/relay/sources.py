@@ -259,7 +259,7 @@ class LogFollower:
     def __enter__(self) -> LogFollower:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()
 
     # --- finding the file ---------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ddnsagent.relay.logparse import (
     parse_line,
 )
 from ddnsagent.relay.reconnect import FAMILY, edit_state, reconnect, renotify
-from ddnsagent.relay.sources import FollowPosition, JournalReader, LogFollower
+from ddnsagent.relay.sources import FollowPosition, FollowStats, JournalReader, LogFollower
 from ddnsagent.state import State
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,18 @@ class RelayWatch:
                 position = FollowPosition.from_dict(saved)
         follower = LogFollower(path, position)
         last_saved = time.monotonic()
+        losses = _losses(follower.stats)
         try:
             while True:
                 for line in follower.poll():
                     self.feed(parse_line(line, self._host(), self.patterns))
+                if _losses(follower.stats) != losses:
+                    losses = _losses(follower.stats)
+                    log.warning(
+                        "mail log %s: the follower %s; a refusal in those lines is not seen",
+                        path,
+                        _describe_losses(follower.stats),
+                    )
                 if follower.position and time.monotonic() - last_saved > SAVE_POSITION_EVERY:
                     await self._save_position(follower.position, str(path))
                     last_saved = time.monotonic()
@@ -160,3 +168,22 @@ class RelayWatch:
                 rate,
                 limit,
             )
+
+
+def _losses(stats: FollowStats) -> tuple[int, int, int, int]:
+    """What the follower could not read: backlog skipped, over-long lines, cut-off last lines,
+    rotated files it could not find."""
+    return (stats.skipped_bytes, stats.long_lines, stats.partial_lines, stats.lost_files)
+
+
+def _describe_losses(stats: FollowStats) -> str:
+    said = []
+    if stats.skipped_bytes:
+        said.append(f"skipped {stats.skipped_bytes} bytes of backlog")
+    if stats.long_lines:
+        said.append(f"dropped {stats.long_lines} over-long lines")
+    if stats.partial_lines:
+        said.append(f"dropped {stats.partial_lines} unterminated lines")
+    if stats.lost_files:
+        said.append(f"lost track of {stats.lost_files} rotated files")
+    return ", ".join(said) + " so far"

@@ -207,3 +207,24 @@ def test_reload_that_moves_the_mail_log_follows_the_new_one(world) -> None:  # t
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_lines_the_follower_had_to_drop_are_reported_once(world, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A line too long to read is dropped; the watch says so (a refusal in it is not seen)."""
+    cfg, _dyn, maillog, _tmp = world
+    caplog.set_level("WARNING", logger="ddnsagent.relay.watch")
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(RelayWatch(Agent(cfg)).run())
+        await asyncio.sleep(0.3)  # the follower starts at the end of the log
+        with maillog.open("a") as f:
+            f.write("x" * 20000 + "\n")
+            f.write(sent_line())
+        await wait(lambda: "over-long" in caplog.text)
+        await asyncio.sleep(2.5)  # one more poll: nothing new lost, nothing new said
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
+    warnings = [r.getMessage() for r in caplog.records if "over-long" in r.getMessage()]
+    assert len(warnings) == 1 and "dropped 1 over-long lines" in warnings[0]
