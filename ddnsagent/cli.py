@@ -145,7 +145,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _notify_now(args: argparse.Namespace, cfg: Any) -> int:
     from ddnsagent import report
     from ddnsagent.address import refusal
-    from ddnsagent.agent import Agent, SyncOptions
+    from ddnsagent.sync import Agent, SyncOptions
 
     addresses: dict[int, Any] | None = None
     if args.address:
@@ -193,7 +193,7 @@ def _check_config(cfg: Any) -> int:
 
 
 def _status(args: argparse.Namespace, cfg: Any) -> int:
-    from ddnsagent.state import State
+    from ddnsagent.store import State
 
     state = State(cfg.agent.state_dir).load()
     data = state.data
@@ -320,7 +320,7 @@ def _hook(args: argparse.Namespace, cfg: Any) -> int:
     """
     from ddnsagent import control, hooks
     from ddnsagent.address import refusal
-    from ddnsagent.agent import Agent, SyncOptions
+    from ddnsagent.sync import Agent, SyncOptions
 
     event = hooks.from_environment(os.environ, args.args)
     watched = {s.arg for f in (4, 6) for s in cfg.detect.sources(f) if s.kind == "interface"}
@@ -363,8 +363,8 @@ def _hook(args: argparse.Namespace, cfg: Any) -> int:
 
 def _reconnect(args: argparse.Namespace, cfg: Any) -> int:
     from ddnsagent import control
-    from ddnsagent.agent import Agent
     from ddnsagent.relay.watchdog import reconnect
+    from ddnsagent.sync import Agent
 
     if cfg.reconnect is None:
         _err(f'{cfg.file}: no [reconnect] section — add one with command = ["…"]')
@@ -386,8 +386,8 @@ def _reconnect(args: argparse.Namespace, cfg: Any) -> int:
 
 
 def _reset(args: argparse.Namespace, cfg: Any) -> int:
-    from ddnsagent.agent import reset
-    from ddnsagent.state import State, StateLock
+    from ddnsagent.store import State, StateLock
+    from ddnsagent.sync import reset
 
     names = [s.name for s in cfg.providers]
     lock = StateLock(cfg.agent.state_dir, cfg.agent.lock_timeout)

@@ -19,9 +19,9 @@ from typing import Any
 
 from ddnsagent import config as config_mod
 from ddnsagent import logsetup
-from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.errors import ConfigError, DdnsagentError
-from ddnsagent.state import State, StateLock
+from ddnsagent.store import State, StateLock
+from ddnsagent.sync import Agent, SyncOptions
 
 log = logging.getLogger(__name__)
 

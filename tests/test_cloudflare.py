@@ -16,12 +16,12 @@ import httpx
 import pytest
 
 from ddnsagent import config
-from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.errors import ConfigError, FatalAnswer, TransientError
 from ddnsagent.outcome import SyncReport
 from ddnsagent.providers import cloudflare
 from ddnsagent.secrets import register
-from ddnsagent.state import State
+from ddnsagent.store import State
+from ddnsagent.sync import Agent, SyncOptions
 from tests.fakes.cloudflare import CloudflareServer, Token
 
 TOKEN = "cfTok_9f2c7E1aB3d4-Zq8"

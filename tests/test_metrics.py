@@ -203,7 +203,7 @@ def test_reconnect_result_labels() -> None:
 def test_importing_the_module_costs_no_client_library() -> None:
     code = (
         "import sys, ddnsagent.metrics, ddnsagent.sdnotify; "
-        "heavy = {'prometheus_client', 'httpx', 'apprise', 'ddnsagent.agent', 'ddnsagent.config'}; "
+        "heavy = {'prometheus_client', 'httpx', 'apprise', 'ddnsagent.sync', 'ddnsagent.config'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

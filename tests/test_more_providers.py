@@ -19,11 +19,11 @@ import httpx
 import pytest
 
 from ddnsagent import config, logsetup, secrets
-from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.errors import ConfigError, FatalAnswer, TransientError
 from ddnsagent.outcome import SyncReport
 from ddnsagent.providers import client_for, desec, duckdns, dyndns2, dynv6
-from ddnsagent.state import State
+from ddnsagent.store import State
+from ddnsagent.sync import Agent, SyncOptions
 from tests.fakes import Dyndns2Server
 from tests.fakes.desec import DesecServer
 from tests.fakes.duckdns import DuckDNSServer

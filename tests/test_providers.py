@@ -13,9 +13,9 @@ import pytest
 import trustme
 
 from ddnsagent import config
-from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.outcome import SyncReport
-from ddnsagent.state import State
+from ddnsagent.store import State
+from ddnsagent.sync import Agent, SyncOptions
 from tests.fakes import HUGE_BODY, Dyndns2Server, MyDNSServer
 
 PASSWORD = "s3cret-Pa55word"

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from ddnsagent import config as config_mod
-from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.outcome import SyncReport
-from ddnsagent.state import FILENAME, State, StateLock
+from ddnsagent.store import FILENAME, State, StateLock
+from ddnsagent.sync import Agent, SyncOptions
 from tests.conftest import (
     DYN_ENV,
     FIRST,
@@ -94,7 +94,7 @@ def test_a_corrupt_state_file_is_moved_aside_and_the_agent_starts_over(
     bad = CORRUPTIONS[kind](state_file.read_bytes())
     state_file.write_bytes(bad)
 
-    with caplog.at_level(logging.WARNING, logger="ddnsagent.state"):
+    with caplog.at_level(logging.WARNING, logger="ddnsagent.store"):
         report = sync(config)
     assert actions(report) == {"home": "sent", "dyn": "sent"}  # as on a first run
     assert all(t.message.startswith("first update") for t in report.targets)
@@ -173,7 +173,7 @@ import asyncio, ipaddress, sys, time
 from pathlib import Path
 import tenacity  # else the first sync imports it
 from ddnsagent import config
-from ddnsagent.agent import Agent, SyncOptions
+from ddnsagent.sync import Agent, SyncOptions
 
 agent = Agent(config.load(Path(sys.argv[1])))
 start = int(sys.argv[2])
@@ -243,7 +243,7 @@ def test_kill_9_at_any_moment_leaves_a_sound_state(
 
         assert asides(state_dir) == [], f"{where}: the state was torn"
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="ddnsagent.state"):
+        with caplog.at_level(logging.WARNING, logger="ddnsagent.store"):
             data = State(state_dir).load().data
         assert caplog.records == [], where
         assert data["salt"] == salt, f"{where}: the state was started over"

@@ -20,13 +20,13 @@ from urllib.parse import parse_qs, unquote
 import pytest
 
 from ddnsagent import acme, config, logsetup
-from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.errors import ConfigError, FatalAnswer, TransientError
 from ddnsagent.outcome import SyncReport
 from ddnsagent.providers import client_for
 from ddnsagent.providers import lexicon as lexicon_provider
 from ddnsagent.providers import url as url_provider
-from ddnsagent.state import State
+from ddnsagent.store import State
+from ddnsagent.sync import Agent, SyncOptions
 from tests.fakes._server import FakeServer, RecordedRequest, Response, text
 from tests.fakes.directedit import DirectEditServer
 from tests.fakes.powerdns import PowerDNSServer

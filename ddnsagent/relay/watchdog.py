@@ -32,7 +32,7 @@ from ddnsagent.relay.logparse import (
     parse_journal_json,
     parse_line,
 )
-from ddnsagent.state import State, StateLock, give_to_directory_owner
+from ddnsagent.store import State, StateLock, give_to_directory_owner
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +166,8 @@ async def reconnect(
     cfg: Config, agent: Any, reason: str, ignore_cooldown: bool = False
 ) -> ReconnectOutcome:
     """The whole procedure; never raises for operational trouble, reports it instead."""
-    from ddnsagent.agent import SyncOptions
     from ddnsagent.detect import detect
+    from ddnsagent.sync import SyncOptions
 
     rc = cfg.reconnect
     if rc is None:
@@ -219,7 +219,7 @@ async def reconnect(
 
 async def renotify(cfg: Config, agent: Any, reason: str) -> None:
     """The relay does not know our address: tell the providers again, then flush."""
-    from ddnsagent.agent import SyncOptions
+    from ddnsagent.sync import SyncOptions
 
     log.warning("re-notifying the providers (%s)", reason)
     await agent.sync(SyncOptions(reason="relay-denied", force=True))

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from ddnsagent import config
-from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.relay.watchdog import RelayWatch, reconnect, refusal_to_reconnect
-from ddnsagent.state import State
+from ddnsagent.store import State
+from ddnsagent.sync import Agent, SyncOptions
 from tests.conftest import write_config
 from tests.fakes import Dyndns2Server
 

@@ -25,7 +25,7 @@ from ddnsagent.errors import FatalAnswer, SecretUnavailable, TransientError
 from ddnsagent.outcome import Detection, SyncReport, TargetReport
 from ddnsagent.providers import client_for
 from ddnsagent.secrets import redact
-from ddnsagent.state import State, StateLock
+from ddnsagent.store import State, StateLock
 
 log = logging.getLogger(__name__)
 
