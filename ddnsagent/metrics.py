@@ -24,15 +24,16 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ddnsagent import __version__
 
 if TYPE_CHECKING:
     from ddnsagent.outcome import SyncReport
+    from ddnsagent.store import Detected
     from ddnsagent.table import Table
 
 log = logging.getLogger(__name__)
@@ -189,20 +190,15 @@ class Metrics:
             self.bounces_last_hour = n
             self._touch()
 
-    def seed_from_state(self, data: dict[str, Any]) -> None:
-        """Addresses and the time they were first seen, from state.json, so that a restart does
+    def seed_from_state(self, detected: Mapping[int, Detected]) -> None:
+        """Addresses and the time they were first seen, from the state, so that a restart does
         not reset `last_change` to the restart's time."""
-        detected = data.get("detected")
-        if not isinstance(detected, dict):
-            return
         for family, entry in detected.items():
-            if not isinstance(entry, dict) or not entry.get("address"):
+            if not entry.address:
                 continue
             label = f"ipv{family}"
-            self.addresses[label] = str(entry["address"])
-            since = entry.get("since")
-            if isinstance(since, int | float) and not isinstance(since, bool):
-                self.last_change[label] = float(since)
+            self.addresses[label] = entry.address
+            self.last_change[label] = float(entry.since)
         self._touch()
 
     # -- the exposition format

@@ -31,6 +31,7 @@ from ddnsagent.metrics import (
     write_textfile,
 )
 from ddnsagent.outcome import Detection, SyncReport, TargetReport
+from ddnsagent.store import Detected
 from ddnsagent.table import Table
 
 NOW = 1_700_000_000.0
@@ -134,11 +135,8 @@ def test_a_restart_keeps_the_time_of_the_last_change_from_the_state() -> None:
     m = Metrics(clock=Clock(NOW + 1000))
     m.seed_from_state(
         {
-            "detected": {
-                "4": {"address": "203.0.113.9", "since": NOW, "checked": NOW + 900},
-                "6": {"address": "2001:db8::1", "since": "garbage"},
-                "x": "not a dict",
-            }
+            4: Detected("203.0.113.9", since=NOW, checked=NOW + 900),
+            6: Detected("2001:db8::1", since=NOW - 50),
         }
     )
     m.observe_sync(report("203.0.113.9"))  # same address, not a change
@@ -146,7 +144,7 @@ def test_a_restart_keeps_the_time_of_the_last_change_from_the_state() -> None:
     assert sample(p, "ddnsagent_last_change_timestamp_seconds", family="ipv4") == NOW
     assert sample(p, "ddnsagent_seconds_since_last_change", family="ipv4") == 1000
     assert sample(p, "ddnsagent_address_info", family="ipv6", address="2001:db8::1") == 1
-    assert ("family", "ipv6") not in {k[0] for k in p["ddnsagent_last_change_timestamp_seconds"]}
+    assert sample(p, "ddnsagent_last_change_timestamp_seconds", family="ipv6") == NOW - 50
 
 
 def test_the_bounce_gauge_can_count_at_scrape_time() -> None:

@@ -32,7 +32,8 @@ from ddnsagent.relay.logparse import (
     parse_journal_json,
     parse_line,
 )
-from ddnsagent.store import State, StateLock, give_to_directory_owner
+from ddnsagent.store import RawState as State
+from ddnsagent.store import StateLock, give_to_directory_owner
 
 log = logging.getLogger(__name__)
 

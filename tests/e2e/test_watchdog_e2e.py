@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ddnsagent.store import State
+from ddnsagent.store import RawState as State
 from tests.e2e.conftest import MASTER_ID, PASSWORD, RELAY_LIMIT
 from tests.e2e.netlab import HOME_ADDRESS, HOME_IFNAME, ISP_ADDRESS, PREFIX_LEN, Lab
 from tests.e2e.postfix_home import HomePostfix

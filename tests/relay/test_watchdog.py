@@ -12,7 +12,7 @@ import pytest
 
 from ddnsagent import config
 from ddnsagent.relay.watchdog import RelayWatch, reconnect, refusal_to_reconnect
-from ddnsagent.store import State
+from ddnsagent.store import RawState as State
 from ddnsagent.sync import Agent, SyncOptions
 from tests.conftest import write_config
 from tests.fakes import Dyndns2Server
