@@ -474,7 +474,7 @@ def bench_rss(runs: int) -> dict[str, Any]:
         "asyncio, ssl, httpx, tenacity, apscheduler.schedulers.asyncio, dns.zone",
         "ddnsagent.cli",
         "ddnsagent.config",
-        "ddnsagent.agent",
+        "ddnsagent.sync",
         "ddnsagent.daemon",
     ]
     # VmRSS after the imports (what a daemon keeps) and VmHWM (the peak on the way there),

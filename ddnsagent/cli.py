@@ -12,10 +12,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddnsagent import __version__
-from ddnsagent.outcome import EXIT_CONFIG, EXIT_OK, EXIT_RETRY, EXIT_STOPPED
+from ddnsagent.errors import ConfigError, DdnsagentError, SecretUnavailable
+from ddnsagent.outcome import EXIT_CONFIG, EXIT_FOR, EXIT_OK, EXIT_RETRY
+from ddnsagent.secrets import redact
+
+if TYPE_CHECKING:
+    from ddnsagent.store import Backoff, Detected, Relay, Sent, Stopped
 
 STATUS_SCHEMA = 1  # `status --json`: bump only for changes that break readers (see README)
 
@@ -79,8 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ddnsagent.errors import ConfigError, DdnsagentError
-
     try:
         return _dispatch(args)
     except ConfigError as exc:
@@ -97,8 +100,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _err(text: str) -> None:
-    from ddnsagent.secrets import redact
-
     print(f"ddnsagent: error: {redact(text)}", file=sys.stderr)
 
 
@@ -107,6 +108,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _init(args)
     if args.command == "providers":
         return _providers()
+    # lazy: the configuration parser (~20 ms) is not needed for --help, init or providers
     from ddnsagent import config, logsetup
 
     path: Path = getattr(args, "path", None) or args.config or config.default_config_path()
@@ -120,6 +122,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "notify-now":
         return _notify_now(args, cfg)
     if args.command == "run":
+        # lazy: the daemon loads the scheduler and every output (~100 ms); only `run` needs it
         from ddnsagent import daemon
 
         return daemon.run(path, cfg)
@@ -130,10 +133,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "reconnect":
         return _reconnect(args, cfg)
     if args.command == "doctor":
-        from ddnsagent import doctor  # lazy: its DNS client costs ~70 ms; only `doctor` needs it
+        # lazy: the doctor's checks load DNS and SMTP code (~70 ms) no other command needs
+        from ddnsagent import doctor
 
         return doctor.main(cfg, args.json, sys.stdout)
     if args.command == "acme-hook":
+        # lazy: the ACME hook loads httpx and the mydns client (~100 ms) for certbot alone
         from ddnsagent import acme
 
         return acme.main(cfg, "auth" if args.auth else "cleanup", args.provider, wait=args.wait)
@@ -143,9 +148,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _notify_now(args: argparse.Namespace, cfg: Any) -> int:
-    from ddnsagent.address import refusal
-    from ddnsagent.agent import Agent, SyncOptions
-    from ddnsagent.outputs import report
+    # lazy: the orchestrator loads httpx, the detectors and the providers (~55 ms), which
+    # status, check-config and --help do without; the report and the address rules with it
+    from ddnsagent.address import refusal  # lazy: see above
+    from ddnsagent.outputs import report  # lazy: see above
+    from ddnsagent.sync import Agent, SyncOptions  # lazy: see above
 
     addresses: dict[int, Any] | None = None
     if args.address:
@@ -173,8 +180,6 @@ def _notify_now(args: argparse.Namespace, cfg: Any) -> int:
 
 
 def _check_config(cfg: Any) -> int:
-    from ddnsagent.errors import SecretUnavailable
-
     print(f"{cfg.file}: configuration is valid")
     for fam in (4, 6):
         sources = cfg.detect.sources(fam)
@@ -193,35 +198,48 @@ def _check_config(cfg: Any) -> int:
 
 
 def _status(args: argparse.Namespace, cfg: Any) -> int:
-    from ddnsagent.state import State
+    # lazy: the store's records (~5 ms) for the commands that read the state
+    from ddnsagent.store import Store, Target, ZoneRecord
 
-    state = State(cfg.agent.state_dir).load()
-    data = state.data
-    code = EXIT_OK
+    state = Store.of(cfg.agent).load()
+    codes = [EXIT_OK]
     rows = []
     for s in cfg.providers:
-        t = data["targets"].get(s.name, {})
+        t = state.targets.get(s.name) or Target()
         row = {
             "name": s.name,
             "type": s.type,
-            "sent": {f"ipv{k}": v for k, v in t.get("sent", {}).items()},
-            "stopped": t.get("stopped"),
-            "backoff": {f"ipv{k}": v for k, v in t.get("backoff", {}).items()},
+            "sent": {f"ipv{f}": _sent_json(v) for f, v in sorted(t.sent.items())},
+            "stopped": _stopped_json(t.stopped) if t.stopped else None,
+            "backoff": {f"ipv{f}": _backoff_json(b) for f, b in sorted(t.backoff.items())},
         }
-        if row["stopped"]:
-            code = EXIT_STOPPED
-        elif row["backoff"] and code == EXIT_OK:
-            code = EXIT_RETRY
+        if t.stopped:
+            codes.append(EXIT_FOR["stopped"])
+        elif t.backoff:
+            codes.append(EXIT_FOR["waiting"])
         rows.append(row)
-    detected = {f"ipv{k}": v for k, v in data["detected"].items()}
-    relay = _relay_status(data.get("relay", {}), cfg) if cfg.relay or cfg.reconnect else None
+    detected = {f"ipv{f}": _detected_json(d) for f, d in sorted(state.detected.items())}
+    relay = _relay_status(state.relay, cfg) if cfg.relay or cfg.reconnect else None
     zones = []
     for z in cfg.zones:
-        kept = data.get("zones", {}).get(z.name, {})
-        shown = ("result", "time", "message", "error", "addresses")
-        zones.append({"name": z.name, "type": z.type, **{k: kept.get(k) for k in shown}})
-        if kept.get("result") == "failed" and code == EXIT_OK:
-            code = EXIT_RETRY
+        kept = state.zones.get(z.name) or ZoneRecord()
+        addresses = None
+        if kept.addresses is not None:
+            addresses = {str(f): a for f, a in sorted(kept.addresses.items())}
+        zones.append(
+            {
+                "name": z.name,
+                "type": z.type,
+                "result": kept.result,
+                "time": kept.time,
+                "message": kept.message,
+                "error": kept.error,
+                "addresses": addresses,
+            }
+        )
+        if kept.result == "failed":
+            codes.append(EXIT_FOR["failed"])
+    code = max(codes)
     if args.json:
         out = {
             "schema": STATUS_SCHEMA,
@@ -233,20 +251,21 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
         json.dump(out, sys.stdout, indent=2)
         print()
         return code
-    if not detected:
+    if not state.detected:
         print("no address detected yet")
-    for fam, d in sorted(detected.items()):
-        print(f"{fam}: {d['address']} since {_ts(d['since'])} (from {d.get('source')})")
-    for r in rows:
-        sent = ", ".join(f"{f} {v['address']} at {_ts(v['time'])}" for f, v in r["sent"].items())
-        line = f"{r['name']} [{r['type']}]: " + (f"sent {sent}" if sent else "nothing sent yet")
+    for f, d in sorted(state.detected.items()):
+        print(f"ipv{f}: {d.address} since {_ts(d.since)} (from {d.source})")
+    for s in cfg.providers:
+        t = state.targets.get(s.name) or Target()
+        sent = ", ".join(f"ipv{f} {v.address} at {_ts(v.time)}" for f, v in sorted(t.sent.items()))
+        line = f"{s.name} [{s.type}]: " + (f"sent {sent}" if sent else "nothing sent yet")
         print(line)
-        if r["stopped"]:
-            print(f"  STOPPED since {_ts(r['stopped']['since'])}: {r['stopped']['reason']}")
-            print(f"  fix: {r['stopped']['fix']}, then run `ddnsagent reset {r['name']}`")
-        for fam, b in r["backoff"].items():
-            print(f"  {fam} failing ({b['failures']}x): {b['last_error']}")
-            print(f"  next try after {_ts(b['retry_after'])}")
+        if t.stopped:
+            print(f"  STOPPED since {_ts(t.stopped.since)}: {t.stopped.reason}")
+            print(f"  fix: {t.stopped.fix}, then run `ddnsagent reset {s.name}`")
+        for f, b in sorted(t.backoff.items()):
+            print(f"  ipv{f} failing ({b.failures}x): {b.last_error}")
+            print(f"  next try after {_ts(b.retry_after)}")
     for zone in zones:
         result = zone.get("result") or "not applied yet"
         detail = zone.get("error") or zone.get("message") or ""
@@ -260,20 +279,67 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
     return code
 
 
-def _relay_status(relay: dict[str, Any], cfg: Any) -> dict[str, Any]:
-    from ddnsagent.relay.reconnect import refusal_to_reconnect
+# The objects of `status --json` (README), keys in the order the file always had them in.
 
+
+def _sent_json(s: Sent) -> dict[str, Any]:
+    return {"address": s.address, "time": s.time}
+
+
+def _stopped_json(s: Stopped) -> dict[str, Any]:
+    return {"fix": s.fix, "reason": s.reason, "since": s.since}
+
+
+def _backoff_json(b: Backoff) -> dict[str, Any]:
+    return {"failures": b.failures, "last_error": b.last_error, "retry_after": b.retry_after}
+
+
+def _detected_json(d: Detected) -> dict[str, Any]:
+    out: dict[str, Any] = {"address": d.address}
+    if d.checked is not None:
+        out["checked"] = d.checked
+    if d.previous is not None:
+        out["previous"] = d.previous
+    out["since"] = d.since
+    if d.source is not None:
+        out["source"] = d.source
+    return out
+
+
+def _relay_status(relay: Relay, cfg: Any) -> dict[str, Any]:
+    # lazy: the schedule's rules only where a relay is configured
+    from ddnsagent.schedule import recent_attempts, refusal_to_reconnect
+
+    now = time.time()
+    signal, last, recovery = relay.last_signal, relay.last_reconnect, relay.last_recovery
     out: dict[str, Any] = {
-        "last_signal": relay.get("last_signal"),
-        "last_reconnect": relay.get("last_reconnect"),
-        "last_recovery": relay.get("last_recovery"),
-        "reconnects_24h": len([t for t in relay.get("attempts", []) if t > time.time() - 86400]),
-        "unchanged_reconnects": relay.get("unchanged", 0),
-        "bounces_last_hour": relay.get("bounce_rate", 0),
+        "last_signal": (
+            {"action": signal.action, "reason": signal.reason, "time": signal.time}
+            if signal
+            else None
+        ),
+        "last_reconnect": (
+            {
+                "message": last.message,
+                "new": last.new,
+                "old": last.old,
+                "reason": last.reason,
+                "result": last.result,
+                "time": last.time,
+            }
+            if last
+            else None
+        ),
+        "last_recovery": (
+            {"seconds": recovery.seconds, "time": recovery.time} if recovery else None
+        ),
+        "reconnects_24h": len(recent_attempts(relay, now)),
+        "unchanged_reconnects": relay.unchanged,
+        "bounces_last_hour": relay.bounce_rate,
         "cooldown": None,
     }
     if cfg.reconnect is not None:
-        out["cooldown"] = refusal_to_reconnect(relay, cfg.reconnect, time.time())
+        out["cooldown"] = refusal_to_reconnect(relay, cfg.reconnect, now)
     return out
 
 
@@ -298,6 +364,7 @@ def _print_relay(r: dict[str, Any]) -> None:
 
 
 def _providers() -> int:
+    # lazy: the registries, for this listing alone
     from ddnsagent import providers
     from ddnsagent.zones import registry
 
@@ -318,9 +385,10 @@ def _hook(args: argparse.Namespace, cfg: Any) -> int:
     Bounded by --timeout, because pppd runs ip-up.d scripts one after the other and a dead
     provider must not hold back the link's other scripts (Debian's postfix flush among them).
     """
+    # lazy: the hook's modules and the orchestrator (~55 ms) only for `hook`; see _notify_now
     from ddnsagent import control, hooks
-    from ddnsagent.address import refusal
-    from ddnsagent.agent import Agent, SyncOptions
+    from ddnsagent.address import refusal  # lazy: see above
+    from ddnsagent.sync import Agent, SyncOptions  # lazy: see above
 
     event = hooks.from_environment(os.environ, args.args)
     watched = {s.arg for f in (4, 6) for s in cfg.detect.sources(f) if s.kind == "interface"}
@@ -362,9 +430,10 @@ def _hook(args: argparse.Namespace, cfg: Any) -> int:
 
 
 def _reconnect(args: argparse.Namespace, cfg: Any) -> int:
+    # lazy: the reconnect procedure and the orchestrator (~75 ms) for this command alone
     from ddnsagent import control
-    from ddnsagent.agent import Agent
-    from ddnsagent.relay.reconnect import reconnect
+    from ddnsagent.relay.reconnect import reconnect  # lazy: see above
+    from ddnsagent.sync import Agent  # lazy: see above
 
     if cfg.reconnect is None:
         _err(f'{cfg.file}: no [reconnect] section — add one with command = ["…"]')
@@ -386,20 +455,16 @@ def _reconnect(args: argparse.Namespace, cfg: Any) -> int:
 
 
 def _reset(args: argparse.Namespace, cfg: Any) -> int:
-    from ddnsagent.agent import reset
-    from ddnsagent.state import State, StateLock
+    # lazy: reset lives beside the sync, which loads httpx (~55 ms); see _notify_now
+    from ddnsagent.store import Store
+    from ddnsagent.sync import reset
 
     names = [s.name for s in cfg.providers]
-    lock = StateLock(cfg.agent.state_dir, cfg.agent.lock_timeout)
-    lock.acquire()
-    try:
-        state = State(cfg.agent.state_dir).load()
-        if not reset(state, args.name) and args.name not in names:
-            _err(f"no target named {args.name!r}; known: {', '.join(names) or 'none'}")
-            return EXIT_CONFIG
-        state.save()
-    finally:
-        lock.release()
+    store = Store.of(cfg.agent)
+    if args.name not in names and args.name not in store.load().targets:
+        _err(f"no target named {args.name!r}; known: {', '.join(names) or 'none'}")
+        return EXIT_CONFIG
+    reset(store, args.name)
     print(f"{args.name}: reset; the next sync sends its address again")
     return EXIT_OK
 
@@ -407,6 +472,7 @@ def _reset(args: argparse.Namespace, cfg: Any) -> int:
 def _init(args: argparse.Namespace) -> int:
     from importlib.resources import files
 
+    # lazy: see _dispatch
     from ddnsagent import config
 
     path: Path = args.path or config.default_config_path()

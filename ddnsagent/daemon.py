@@ -18,10 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from ddnsagent import config as config_mod
+from ddnsagent import control as control_mod
 from ddnsagent import logsetup
-from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.errors import ConfigError, DdnsagentError
-from ddnsagent.state import State, StateLock
+from ddnsagent.outcome import EXIT_CONFIG, EXIT_OK, EXIT_RETRY, EXIT_STOPPED, SyncReport
+from ddnsagent.outputs import exporter, metrics, notify, sdnotify
+from ddnsagent.schedule import sync_trigger
+from ddnsagent.store import StateLock, Store
+from ddnsagent.sync import Agent, SyncOptions
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +42,6 @@ class Daemon:
         self._watched: set[str] = set()
         self._said_no_netlink = False
         self._tasks: list[asyncio.Future[Any]] = []
-        from ddnsagent.outputs import metrics, notify, sdnotify
-
         self.sd = sdnotify.Notifier.from_env(unset=True)
         self.metrics = metrics.Metrics()
         self.notifier = notify.Notifier()  # disabled until [notify] is loaded
@@ -49,17 +51,17 @@ class Daemon:
 
     # -- what the outside world hears ------------------------------------------------------------
 
-    def _observe(self, report: Any) -> None:
+    def _observe(self, report: SyncReport) -> None:
         self.metrics.observe_sync(report)
         self.notifier.observe_sync(report)
         addresses = ", ".join(
             f"IPv{f} {d.address}" for f, d in sorted(report.detections.items()) if d.address
         )
         worst = {
-            0: "ok",
-            1: "some targets will retry",
-            2: "configuration problem",
-            3: "a target is stopped",
+            EXIT_OK: "ok",
+            EXIT_RETRY: "some targets will retry",
+            EXIT_CONFIG: "configuration problem",
+            EXIT_STOPPED: "a target is stopped",
         }[report.exit_code]
         self.sd.status(f"{addresses or 'no address'}; last sync: {worst}")
 
@@ -70,16 +72,11 @@ class Daemon:
         self.notifier.backscatter(rate, limit)
 
     def reconnected(self, outcome: Any) -> None:
-        from ddnsagent.outputs.metrics import reconnect_result
-
-        self.metrics.observe_reconnect(reconnect_result(outcome))
+        self.metrics.observe_reconnect(metrics.reconnect_result(outcome))
         self.notifier.observe_reconnect(outcome)
 
     async def _start_outputs(self, old: config_mod.Config | None) -> None:
         """Metrics endpoint / textfile and notifications, (re)built when their settings change."""
-        from ddnsagent.outputs import exporter as metrics
-        from ddnsagent.outputs import notify
-
         cfg = self.agent.config
         if old is None or old.metrics != cfg.metrics:
             if self._metrics_server is not None:
@@ -91,13 +88,13 @@ class Daemon:
             m = cfg.metrics
             if m is not None and m.listen is not None:
                 try:
-                    self._metrics_server = await metrics.serve(self.metrics, *m.listen)
+                    self._metrics_server = await exporter.serve(self.metrics, *m.listen)
                     log.info("metrics on http://%s:%d/metrics", *m.listen)
                 except OSError as exc:
                     log.warning("no metrics endpoint at %s:%d: %s", *m.listen, exc.strerror)
             if m is not None and m.textfile is not None:
                 self._textfile = asyncio.ensure_future(
-                    metrics.textfile_loop(self.metrics, m.textfile)
+                    exporter.textfile_loop(self.metrics, m.textfile)
                 )
         previous = self.notifier
         if cfg.notify is not None:
@@ -131,6 +128,7 @@ class Daemon:
     async def _after_change(self, report: Any) -> None:
         """A new address: the relay knows it now, so deferred mail can go (when [relay] is set)."""
         if report.changed and self.agent.config.relay is not None:
+            # lazy: the relay code (~20 ms, and its memory) only when [relay] is set
             from ddnsagent.relay.reconnect import flush_queue
 
             await flush_queue(self.agent.config)
@@ -154,6 +152,7 @@ class Daemon:
             await self._after_change(report)
             return {"ok": True, "report": report.as_dict()}
         if cmd == "reconnect":
+            # lazy: the reconnect procedure only when someone asks for one
             from ddnsagent.relay.reconnect import reconnect
 
             outcome = await reconnect(
@@ -186,6 +185,7 @@ class Daemon:
             self._relay_task = None
         if self.agent.config.relay is None:
             return
+        # lazy: the relay code (~20 ms, and its memory) only when [relay] is set
         from ddnsagent.relay.watch import RelayWatch
 
         relay_watch = RelayWatch(self.agent, events=self)
@@ -197,8 +197,6 @@ class Daemon:
 
         Where netlink cannot be used, say so once; the interval schedule still polls.
         """
-        from ddnsagent.detect import netlink
-
         cfg = self.agent.config.detect
         names = {s.arg for f in (4, 6) for s in cfg.sources(f) if s.kind == "interface"}
         if names == self._watched:
@@ -209,6 +207,9 @@ class Daemon:
         self._watched = names
         if not names:
             return
+        # lazy: the netlink watcher (and its memory) only when an `interface:` source is set
+        from ddnsagent.detect import netlink
+
         watcher = netlink.AddressWatcher(names, lambda: self._trigger("address"), debounce=0.15)
         try:
             await watcher.start()
@@ -249,10 +250,8 @@ class Daemon:
         self._trigger("reload")
 
     def _schedule(self, now: bool = True) -> None:
-        from apscheduler.triggers.interval import IntervalTrigger
-
         a = self.agent.config.agent
-        trigger = IntervalTrigger(seconds=a.interval, jitter=int(a.jitter) or None)
+        trigger = sync_trigger(a.interval, a.jitter)
         first = {"next_run_time": datetime.now()} if now else {}
         self.scheduler.add_job(
             self.tick,
@@ -285,12 +284,10 @@ class Daemon:
             int(a.jitter),
             a.state_dir,
         )
-        from ddnsagent import control
-
-        socket_path = self.agent.config.agent.control_socket or control.default_socket_path()
+        socket_path = self.agent.config.agent.control_socket or control_mod.default_socket_path()
         server = None
         try:
-            server = await control.serve(socket_path, self.control)
+            server = await control_mod.serve(socket_path, self.control)
         except OSError as exc:
             log.warning(
                 "no control socket at %s (%s); hooks will sync on their own",
@@ -300,10 +297,11 @@ class Daemon:
         await self._watch_interfaces()
         self._watch_relay()
         with contextlib.suppress(DdnsagentError):
-            self.metrics.seed_from_state(State(a.state_dir).load().data)
+            known = Store.of(a).load().detected
+            self.metrics.seed_addresses(
+                {f: (d.address, d.since) for f, d in known.items() if d.address}
+            )
         await self._start_outputs(None)
-        from ddnsagent.outputs import sdnotify
-
         self.sd.ready(f"checking every {int(a.interval)}s")
         self._tasks.append(
             asyncio.ensure_future(sdnotify.watchdog_loop(self.sd, lambda: self.scheduler.running))

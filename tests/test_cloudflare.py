@@ -16,12 +16,12 @@ import httpx
 import pytest
 
 from ddnsagent import config
-from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.errors import ConfigError, FatalAnswer, TransientError
 from ddnsagent.outcome import SyncReport
 from ddnsagent.providers import cloudflare
 from ddnsagent.secrets import register
-from ddnsagent.state import State
+from ddnsagent.store import Backoff, Store
+from ddnsagent.sync import Agent, SyncOptions
 from tests.fakes.cloudflare import CloudflareServer, Token
 
 TOKEN = "cfTok_9f2c7E1aB3d4-Zq8"
@@ -72,9 +72,8 @@ def actions(report: SyncReport) -> list[tuple[str, int, str]]:
     return [(t.name, t.family, t.action) for t in report.targets]
 
 
-def backoff(cfg: config.Config, family: int = 4) -> dict[str, float]:
-    target = State(cfg.agent.state_dir).load().data["targets"]["cf"]
-    return dict(target["backoff"][str(family)])
+def backoff(cfg: config.Config, family: int = 4) -> Backoff:
+    return Store.of(cfg.agent).load().targets["cf"].backoff[family]
 
 
 def paths(cf: CloudflareServer) -> list[str]:
@@ -369,7 +368,7 @@ def test_rate_limit_waits_at_least_retry_after(
     assert actions(report) == [("cf", 4, "failed")]
     assert "rate limit" in report.targets[0].message
     assert len(cf.requests) == 1  # a 429 is never retried at once
-    wait = backoff(cfg)["retry_after"] - before
+    wait = backoff(cfg).retry_after - before
     assert at_least - 1 <= wait <= at_most + 5
     cf.rate_limit_after = None
     assert actions(sync(cfg, force=True)) == [("cf", 4, "waiting")]
@@ -404,7 +403,7 @@ def test_lasting_trouble_fails_then_backs_off(
     if knob == "timeout":
         assert "timed out" in report.targets[0].message
     state = backoff(cfg)
-    assert state["failures"] == 1 and state["retry_after"] > time.time()
+    assert state.failures == 1 and state.retry_after > time.time()
     cf.server_errors, cf.delay, cf.hang_up = 0, 0, False
     assert actions(sync(cfg)) == [("cf", 4, "waiting")]
     assert len(cf.requests) == 2

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from ddnsagent.state import StateLock
+from ddnsagent.store import StateLock
 from tests.conftest import (
     DYN_ENV,
     DYN_HOST,

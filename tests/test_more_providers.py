@@ -19,11 +19,11 @@ import httpx
 import pytest
 
 from ddnsagent import config, logsetup, secrets
-from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.errors import ConfigError, FatalAnswer, TransientError
 from ddnsagent.outcome import SyncReport
 from ddnsagent.providers import client_for, desec, duckdns, dyndns2, dynv6
-from ddnsagent.state import State
+from ddnsagent.store import Backoff, Store
+from ddnsagent.sync import Agent, SyncOptions
 from tests.fakes import Dyndns2Server
 from tests.fakes.desec import DesecServer
 from tests.fakes.duckdns import DuckDNSServer
@@ -67,9 +67,8 @@ def actions(report: SyncReport) -> list[tuple[str, int, str]]:
     return [(t.name, t.family, t.action) for t in report.targets]
 
 
-def backoff_of(cfg: config.Config, name: str, family: int) -> dict[str, float]:
-    target = State(cfg.agent.state_dir).load().data["targets"][name]
-    return dict(target["backoff"][str(family)])
+def backoff_of(cfg: config.Config, name: str, family: int) -> Backoff:
+    return Store.of(cfg.agent).load().targets[name].backoff[family]
 
 
 @pytest.fixture
@@ -368,7 +367,7 @@ def test_dynv6_429_waits_without_quick_retry(tmp_path: Path, v6: Dynv6Server) ->
     report = sync(cfg)
     assert actions(report) == [("v6", 4, "failed")]
     assert len(v6.requests) == 1  # an answer that asks for quiet is not retried at once
-    assert backoff_of(cfg, "v6", 4)["retry_after"] >= time.time() + v6.retry_after - 1
+    assert backoff_of(cfg, "v6", 4).retry_after >= time.time() + v6.retry_after - 1
     v6.throttle = False
     assert actions(sync(cfg, force=True)) == [("v6", 4, "waiting")]
     assert len(v6.requests) == 1
@@ -520,7 +519,7 @@ def test_desec_throttle_sets_the_least_wait(tmp_path: Path, dedyn: DesecServer) 
     assert actions(report) == [("desec", 4, "failed")]
     assert "throttled" in report.targets[0].message
     assert len(dedyn.requests) == 2  # the 429 was not retried at once
-    assert backoff_of(cfg, "desec", 4)["retry_after"] >= time.time() + 3500
+    assert backoff_of(cfg, "desec", 4).retry_after >= time.time() + 3500
     assert actions(sync(cfg, force=True)) == [("desec", 4, "waiting")]
     assert len(dedyn.requests) == 2
 
@@ -532,7 +531,7 @@ def test_desec_two_updates_fit_in_the_window(tmp_path: Path, dedyn: DesecServer)
     assert actions(sync(cfg, ipv4="203.0.113.8")) == [("desec", 4, "sent")]
     report = sync(cfg, ipv4="203.0.113.9")
     assert actions(report) == [("desec", 4, "failed")]
-    assert backoff_of(cfg, "desec", 4)["retry_after"] >= time.time() + 60
+    assert backoff_of(cfg, "desec", 4).retry_after >= time.time() + 60
     assert dedyn.records(HOME).a == ["203.0.113.8"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import os
 import ssl
@@ -13,9 +14,9 @@ import pytest
 import trustme
 
 from ddnsagent import config
-from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.outcome import SyncReport
-from ddnsagent.state import State
+from ddnsagent.store import Store
+from ddnsagent.sync import Agent, SyncOptions
 from tests.fakes import HUGE_BODY, Dyndns2Server, MyDNSServer
 
 PASSWORD = "s3cret-Pa55word"
@@ -180,9 +181,9 @@ def test_dyndns2_address_change_sends_again(tmp_path: Path, dyn: Dyndns2Server) 
 def test_dyndns2_keepalive(tmp_path: Path, dyn: Dyndns2Server) -> None:
     cfg = make_config(tmp_path, dyndns2_table(dyn.update_url) + 'keepalive = "1d"\n')
     sync(cfg)
-    state = State(cfg.agent.state_dir).load()
-    state.data["targets"]["dd"]["sent"]["4"]["time"] -= 86401
-    state.save()
+    with Store.of(cfg.agent).edit() as state:
+        sent = state.targets["dd"].sent[4]
+        state.targets["dd"].sent[4] = dataclasses.replace(sent, time=sent.time - 86401)
     report = sync(cfg)
     assert actions(report) == [("dd", 4, "sent")]
     assert "keepalive" in report.targets[0].message
@@ -243,10 +244,10 @@ def test_dyndns2_911_waits_at_least_30_minutes(
     report = sync(cfg)
     assert actions(report) == [("dd", 4, "failed")]
     assert len(dyn.requests) == 1  # no quick retry after "the service has a problem"
-    target = State(cfg.agent.state_dir).load().data["targets"]["dd"]
+    target = Store.of(cfg.agent).load().targets["dd"]
     import time
 
-    assert target["backoff"]["4"]["retry_after"] >= time.time() + 1790
+    assert target.backoff[4].retry_after >= time.time() + 1790
     dyn.answer_once = None
     assert actions(sync(cfg, force=True)) == [("dd", 4, "waiting")]
     assert len(dyn.requests) == 1
@@ -275,8 +276,8 @@ def test_dyndns2_transient_trouble_is_retried_then_backs_off(
         assert "larger than" in report.targets[0].message
     if knob == "timeout":
         assert "timed out" in report.targets[0].message
-    state = State(cfg.agent.state_dir).load().data["targets"]["dd"]["backoff"]["4"]
-    assert state["failures"] == 1 and state["retry_after"] > 0
+    state = Store.of(cfg.agent).load().targets["dd"].backoff[4]
+    assert state.failures == 1 and state.retry_after > 0
     assert actions(sync(cfg)) == [("dd", 4, "waiting")]
     assert len(dyn.requests) == 2
 

@@ -14,13 +14,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ddnsagent import config as config_mod
-from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.outcome import SyncReport
-from ddnsagent.state import FILENAME, State, StateLock
+from ddnsagent.store import FILENAME, Sent, StateLock, Store, Target
+from ddnsagent.sync import Agent, SyncOptions
 from tests.conftest import (
     DYN_ENV,
     FIRST,
@@ -71,7 +72,6 @@ CORRUPTIONS: dict[str, Callable[[bytes], bytes]] = {
     "wrong version": _edit(lambda d: d.update(version=99)),
     "no version": _edit(lambda d: d.pop("version")),
     "not an object": lambda good: b'["version", 1]\n',
-    "target not an object": _edit(lambda d: d.update(targets={"home": 5})),
     "deeply nested": lambda good: b"[" * 100_000 + b"]" * 100_000,
 }
 
@@ -94,7 +94,7 @@ def test_a_corrupt_state_file_is_moved_aside_and_the_agent_starts_over(
     bad = CORRUPTIONS[kind](state_file.read_bytes())
     state_file.write_bytes(bad)
 
-    with caplog.at_level(logging.WARNING, logger="ddnsagent.state"):
+    with caplog.at_level(logging.WARNING, logger="ddnsagent.store"):
         report = sync(config)
     assert actions(report) == {"home": "sent", "dyn": "sent"}  # as on a first run
     assert all(t.message.startswith("first update") for t in report.targets)
@@ -129,7 +129,7 @@ def test_notify_now_says_that_it_moved_a_corrupt_state_aside(
 def test_two_corrupt_files_in_one_second_are_both_kept(tmp_path: Path) -> None:
     for n, junk in enumerate((b"first junk", b"second junk")):
         tmp_path.joinpath(FILENAME).write_bytes(junk)
-        State(tmp_path).load()
+        Store(tmp_path).load()
         assert sorted(p.read_bytes() for p in asides(tmp_path)) == sorted(
             [b"first junk", b"second junk"][: n + 1]
         )
@@ -155,12 +155,152 @@ def test_a_bad_salt_is_renewed_without_lifting_a_stop(
 
 
 def test_save_leaves_one_private_file(tmp_path: Path) -> None:
-    state = State(tmp_path / "state")
-    state.target("x")["sent"] = {"4": {"address": FIRST, "time": 1.0}}
-    state.save()
-    assert os.listdir(tmp_path / "state") == [FILENAME]
+    store = Store(tmp_path / "state")
+    with store.edit() as state:
+        state.target("x").sent[4] = Sent(FIRST, 1.0)
+    assert sorted(os.listdir(tmp_path / "state")) == ["lock", FILENAME]
     assert (tmp_path / "state" / FILENAME).stat().st_mode & 0o777 == 0o600
-    assert State(tmp_path / "state").load().data == state.data
+    assert Store(tmp_path / "state").load() == state
+
+
+# -- entries of the wrong type inside a sound file ----------------------------------------------
+
+
+def _wrong_types(data: dict[str, Any]) -> None:
+    """What a hand edit or a bug of some other version could leave behind, one of each."""
+    data["targets"]["home"]["sent"] = "x"
+    data["targets"]["home"]["backoff"] = []
+    data["targets"]["dyn"]["backoff"] = {
+        "4": {"failures": 1, "retry_after": "soon", "last_error": "x"},
+        "6": {"failures": 10**30, "retry_after": float("inf"), "last_error": "x"},
+    }
+    data["targets"]["ghost"] = 5
+    data["detected"]["6"] = {"address": "2001:db8::1", "since": "garbage"}
+    data["detected"]["x"] = "not an object"
+    data["zones"] = {"z": "bad"}
+    data["relay"] = {
+        "attempts": "many",
+        "unchanged": "two",
+        "bounce_rate": None,
+        "last_signal": [1],
+        "last_reconnect": {"time": "noon"},
+        "last_recovery": 5,
+        "position": {"path": 1},
+    }
+
+
+def test_wrong_typed_entries_are_dropped_with_one_warning_and_the_rest_kept(
+    tmp_path: Path, echo: EchoServer, mydns: MyDNSServer, dyn: Dyndns2Server
+) -> None:
+    state_dir = tmp_path / "state"
+    providers = mydns_provider(mydns.notify_url) + dyndns2_provider(dyn.update_url)
+    text = config_text(state_dir, echo.echo_url, providers)
+    config = write_config(tmp_path, text + '[reconnect]\ncommand = ["/bin/true"]\n')
+    assert ddnsagent("notify-now", "--config", config).returncode == 0
+    state_file = state_dir / FILENAME
+    data = json.loads(state_file.read_text())
+    _wrong_types(data)
+    state_file.write_text(json.dumps(data))
+
+    status = ddnsagent("status", "--json", "--config", config)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "Traceback" not in status.stderr
+    (warning,) = status.stderr.strip().splitlines()  # one warning names every dropped entry
+    for where in (
+        "targets.home.sent",
+        "targets.home.backoff",
+        "targets.dyn.backoff.4",
+        "targets.dyn.backoff.6",
+        "targets.ghost",
+        "detected.6",
+        "detected.x",
+        "zones.z",
+        "relay.attempts",
+        "relay.unchanged",
+        "relay.bounce_rate",
+        "relay.last_signal",
+        "relay.last_reconnect",
+        "relay.last_recovery",
+        "relay.position",
+    ):
+        assert where in warning, where
+    shown = json.loads(status.stdout)
+    assert list(shown["detected"]) == ["ipv4"] and shown["detected"]["ipv4"]["address"] == FIRST
+    targets = {t["name"]: t for t in shown["targets"]}
+    assert targets["home"]["sent"] == {} and targets["home"]["backoff"] == {}
+    assert targets["dyn"]["sent"]["ipv4"]["address"] == FIRST and targets["dyn"]["backoff"] == {}
+    assert shown["relay"] == {
+        "last_signal": None,
+        "last_reconnect": None,
+        "last_recovery": None,
+        "reconnects_24h": 0,
+        "unchanged_reconnects": 0,
+        "bounces_last_hour": 0,
+        "cooldown": None,
+    }
+    text_status = ddnsagent("status", "--config", config)
+    assert text_status.returncode == 0 and "Traceback" not in text_status.stderr
+    assert f"dyn [dyndns2]: sent ipv4 {FIRST}" in text_status.stdout
+    assert "home [mydns]: nothing sent yet" in text_status.stdout
+
+    run = ddnsagent("notify-now", "--json", "--config", config)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    report = {t["name"]: t for t in json.loads(run.stdout)["targets"]}
+    assert report["home"]["action"] == "sent" and report["home"]["message"].startswith("first")
+    assert report["dyn"]["action"] == "unchanged"  # its good entries were kept
+    assert len(mydns.notifications) == 2 and len(dyn.requests) == 1
+    assert asides(state_dir) == []
+    # The sync saved the state without them: the next reader has nothing to warn about.
+    again = ddnsagent("status", "--config", config)
+    assert again.returncode == 0 and again.stderr == ""
+    assert "ghost" not in json.loads(state_file.read_text())["targets"]
+
+
+def test_edit_saves_on_success_and_leaves_the_file_untouched_when_the_body_raises(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path, 5)
+    with store.edit() as state:
+        state.target("x").sent[4] = Sent(FIRST, 1.0)
+    saved = (tmp_path / FILENAME).read_bytes()
+    assert Store(tmp_path).load().targets["x"].sent == {4: Sent(FIRST, 1.0)}
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), store.edit() as state:
+        state.target("x").sent[4] = Sent("203.0.113.99", 2.0)
+        state.targets["y"] = Target()
+        raise Boom
+    assert (tmp_path / FILENAME).read_bytes() == saved
+    with store.edit(save=False) as state:  # a dry run
+        state.targets.clear()
+    assert (tmp_path / FILENAME).read_bytes() == saved
+    # The lock is free again after either ending.
+    lock = StateLock(tmp_path, 0)
+    lock.acquire()
+    lock.release()
+
+
+def test_async_edit_waits_for_the_lock_and_saves(tmp_path: Path) -> None:
+    store = Store(tmp_path, 5)
+    held = StateLock(tmp_path, 1)
+    held.acquire()
+
+    async def edit() -> None:
+        async with store.edit_async() as state:
+            state.target("x").sent[6] = Sent("2001:db8::7", 3.0)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(edit())
+        await asyncio.sleep(0.3)
+        assert not task.done() and not (tmp_path / FILENAME).exists()
+        held.release()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+    assert Store(tmp_path).load().targets["x"].sent[6].address == "2001:db8::7"
 
 
 # -- kill -9 in the middle of syncs ---------------------------------------------------------------
@@ -173,7 +313,7 @@ import asyncio, ipaddress, sys, time
 from pathlib import Path
 import tenacity  # else the first sync imports it
 from ddnsagent import config
-from ddnsagent.agent import Agent, SyncOptions
+from ddnsagent.sync import Agent, SyncOptions
 
 agent = Agent(config.load(Path(sys.argv[1])))
 start = int(sys.argv[2])
@@ -223,12 +363,13 @@ def test_kill_9_at_any_moment_leaves_a_sound_state(
         tmp_path, config_text(state_dir, echo.echo_url, dyndns2_provider(dyn.update_url))
     )
     sync(config, force=True, addresses={4: ipaddress.ip_address(FIRST)})
-    state = State(state_dir).load()
-    # Ballast that the agent carries along (a target it does not know), so that each save takes
-    # long enough for a writer that is not atomic to be caught in the middle.
-    state.target("ballast")["junk"] = {f"k{n}": "x" * 16 for n in range(BALLAST)}
-    state.save()
-    salt = state.data["salt"]
+    # Ballast that the agent carries along (a target it does not know, with a key of no version
+    # it knows), so that each save takes long enough for a writer that is not atomic to be
+    # caught in the middle.
+    with Store(state_dir).edit() as state:
+        junk = {f"k{n}": "x" * 16 for n in range(BALLAST)}
+        state.targets["ballast"] = Target(extra={"junk": junk})
+    salt = state.salt
     seed = random.randrange(1 << 32)
     rng = random.Random(seed)
     saved = FIRST
@@ -243,18 +384,18 @@ def test_kill_9_at_any_moment_leaves_a_sound_state(
 
         assert asides(state_dir) == [], f"{where}: the state was torn"
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="ddnsagent.state"):
-            data = State(state_dir).load().data
+        with caplog.at_level(logging.WARNING, logger="ddnsagent.store"):
+            loaded = Store(state_dir).load()
         assert caplog.records == [], where
-        assert data["salt"] == salt, f"{where}: the state was started over"
-        recorded = data["targets"]["dyn"]["sent"]["4"]
+        assert loaded.salt == salt, f"{where}: the state was started over"
+        recorded = loaded.targets["dyn"].sent[4]
         # A sync begins only after the one before it has saved its outcome, so the state holds
         # the last sync's address or, if the kill came before that save, the one before.
-        assert recorded["address"] in ([saved, *begun])[-2:], where
-        assert recorded["address"] in [r.query.get("myip") for r in dyn.requests], where
-        assert recorded["time"] <= time.time()
-        assert len(data["targets"]["ballast"]["junk"]) == BALLAST, where
-        saved = recorded["address"]
+        assert recorded.address in ([saved, *begun])[-2:], where
+        assert recorded.address in [r.query.get("myip") for r in dyn.requests], where
+        assert recorded.time <= time.time()
+        assert len(loaded.targets["ballast"].extra["junk"]) == BALLAST, where
+        saved = recorded.address
     # Not vacuous: many syncs ran, and many kills came after a child's first save.
     assert len(dyn.requests) > KILLS and busy >= KILLS // 4, (len(dyn.requests), busy)
     assert dyn.violations == []
@@ -326,14 +467,8 @@ def test_root_writes_keep_the_service_owner(tmp_path: Path) -> None:
     directory = tmp_path / "state"
     directory.mkdir()
     os.chown(directory, 65534, 65534)
-    lock = StateLock(directory, 5)
-    lock.acquire()
-    try:
-        state = State(directory)
-        state.data["targets"]["x"] = {}
-        state.save()
-    finally:
-        lock.release()
+    with Store(directory, 5).edit() as state:
+        state.target("x")
     for name in ("state.json", "lock"):
         st = (directory / name).stat()
         assert (st.st_uid, st.st_gid) == (65534, 65534), name

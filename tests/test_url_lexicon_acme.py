@@ -20,13 +20,13 @@ from urllib.parse import parse_qs, unquote
 import pytest
 
 from ddnsagent import acme, config, logsetup
-from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.errors import ConfigError, FatalAnswer, TransientError
 from ddnsagent.outcome import SyncReport
 from ddnsagent.providers import client_for
 from ddnsagent.providers import lexicon as lexicon_provider
 from ddnsagent.providers import url as url_provider
-from ddnsagent.state import State
+from ddnsagent.store import Store
+from ddnsagent.sync import Agent, SyncOptions
 from tests.fakes._server import FakeServer, RecordedRequest, Response, text
 from tests.fakes.directedit import DirectEditServer
 from tests.fakes.powerdns import PowerDNSServer
@@ -207,8 +207,8 @@ def test_429_waits_as_long_as_asked_without_quick_retries(
     report = sync(cfg)
     assert actions(report) == [("web", "failed")]
     assert len(service.requests) == 1
-    backoff = State(cfg.agent.state_dir).load().data["targets"]["web"]["backoff"]["4"]
-    assert backoff["retry_after"] >= before + 7200
+    backoff = Store.of(cfg.agent).load().targets["web"].backoff[4]
+    assert backoff.retry_after >= before + 7200
     assert actions(sync(cfg, force=True)) == [("web", "waiting")]
     assert len(service.requests) == 1
 

@@ -13,8 +13,7 @@ import logging
 import math
 import platform
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from ddnsagent import __version__
 from ddnsagent.outcome import ReconnectOutcome, SyncReport
@@ -83,20 +82,13 @@ class Metrics:
             self.bounces_last_hour = n
             self._touch()
 
-    def seed_from_state(self, data: dict[str, Any]) -> None:
-        """Addresses and the time they were first seen, from state.json, so that a restart does
-        not reset `last_change` to the restart's time."""
-        detected = data.get("detected")
-        if not isinstance(detected, dict):
-            return
-        for family, entry in detected.items():
-            if not isinstance(entry, dict) or not entry.get("address"):
-                continue
+    def seed_addresses(self, known: Mapping[int, tuple[str, float]]) -> None:
+        """Addresses and the time each was first seen ({family: (address, since)}, from the
+        state), so that a restart does not reset `last_change` to the restart's time."""
+        for family, (address, since) in known.items():
             label = f"ipv{family}"
-            self.addresses[label] = str(entry["address"])
-            since = entry.get("since")
-            if isinstance(since, int | float) and not isinstance(since, bool):
-                self.last_change[label] = float(since)
+            self.addresses[label] = address
+            self.last_change[label] = since
         self._touch()
 
     # -- the exposition format

@@ -20,18 +20,16 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from ddnsagent import process
-from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.config import Config
 from ddnsagent.outcome import ReconnectOutcome
-from ddnsagent.relay.settings import ReconnectConfig
-from ddnsagent.state import State, StateLock, give_to_directory_owner
+from ddnsagent.schedule import recent_attempts, refusal_to_reconnect
+from ddnsagent.store import ReconnectRecord, Store, give_to_directory_owner
+from ddnsagent.sync import Agent, SyncOptions
 
 log = logging.getLogger(__name__)
 
-DAY = 86400.0
 ADDRESS_POLL = 3.0
 FLUSH_TIMEOUT = 60.0
 FAMILY = 4  # the family a PPPoE reconnect renews
@@ -62,31 +60,6 @@ class ReconnectLock:
             self.fd = None
 
 
-async def edit_state(cfg: Config, change: Any) -> dict[str, Any]:
-    """Load, change and save the state under its lock; returns the relay section."""
-    lock = StateLock(cfg.agent.state_dir, cfg.agent.lock_timeout)
-    await asyncio.to_thread(lock.acquire)
-    try:
-        state = State(cfg.agent.state_dir).load()
-        relay = state.data.setdefault("relay", {})
-        change(relay)
-        state.save()
-        return dict(relay)
-    finally:
-        lock.release()
-
-
-def refusal_to_reconnect(relay: dict[str, Any], rc: ReconnectConfig, now: float) -> str | None:
-    """Why a reconnect may not run now (cooldown, daily cap), or None."""
-    attempts = [t for t in relay.get("attempts", []) if t > now - DAY]
-    if attempts and now < attempts[-1] + rc.cooldown:
-        left = int(attempts[-1] + rc.cooldown - now)
-        return f"in cooldown for {left}s more (cooldown = {int(rc.cooldown)}s)"
-    if len(attempts) >= rc.max_per_day:
-        return f"already {len(attempts)} reconnects in 24 h (max_per_day = {rc.max_per_day})"
-    return None
-
-
 async def reconnect(agent: Agent, reason: str, ignore_cooldown: bool = False) -> ReconnectOutcome:
     """The whole procedure; never raises for operational trouble, reports it instead."""
     cfg = agent.config
@@ -98,20 +71,13 @@ async def reconnect(agent: Agent, reason: str, ignore_cooldown: bool = False) ->
         return ReconnectOutcome(False, "another reconnect is running")
     try:
         now = time.time()
-        refused: list[str] = []
-
-        def check_and_count(relay: dict[str, Any]) -> None:
-            why = None if ignore_cooldown else refusal_to_reconnect(relay, rc, now)
-            if why:
-                refused.append(why)
-                return
-            attempts = [t for t in relay.get("attempts", []) if t > now - DAY]
-            relay["attempts"] = [*attempts, now]  # counted before running: a crash still counts
-
-        await edit_state(cfg, check_and_count)
-        if refused:
-            log.warning("reconnect not run (%s): %s", reason, refused[0])
-            return ReconnectOutcome(False, f"not run: {refused[0]}")
+        async with Store.of(cfg.agent).edit_async() as state:
+            why = None if ignore_cooldown else refusal_to_reconnect(state.relay, rc, now)
+            if why is None:  # counted before running: a crash still counts
+                state.relay.attempts = [*recent_attempts(state.relay, now), now]
+        if why:
+            log.warning("reconnect not run (%s): %s", reason, why)
+            return ReconnectOutcome(False, f"not run: {why}")
         old = agent.known_address(FAMILY)
         if old is None:  # nothing synced yet: learn the address we are about to leave
             old = await _detect(agent)
@@ -188,16 +154,7 @@ async def _run(argv: tuple[str, ...], timeout: float, label: str) -> process.Out
 async def _record(
     cfg: Config, reason: str, old: str | None, new: str | None, result: str, message: str
 ) -> None:
-    def change(relay: dict[str, Any]) -> None:
-        relay["last_reconnect"] = {
-            "time": time.time(),
-            "reason": reason,
-            "old": old,
-            "new": new,
-            "result": result,
-            "message": message,
-        }
+    async with Store.of(cfg.agent).edit_async() as state:
+        state.relay.last_reconnect = ReconnectRecord(time.time(), reason, old, new, result, message)
         if result == "unchanged":
-            relay["unchanged"] = int(relay.get("unchanged", 0)) + 1
-
-    await edit_state(cfg, change)
+            state.relay.unchanged += 1

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ddnsagent.agent import Agent
 from ddnsagent.relay.decide import Decider, Decision
 from ddnsagent.relay.logparse import (
     DEFAULT_RATE_PATTERNS,
@@ -22,9 +21,10 @@ from ddnsagent.relay.logparse import (
     parse_journal_json,
     parse_line,
 )
-from ddnsagent.relay.reconnect import FAMILY, edit_state, reconnect, renotify
+from ddnsagent.relay.reconnect import FAMILY, reconnect, renotify
 from ddnsagent.relay.sources import FollowPosition, FollowStats, JournalReader, LogFollower
-from ddnsagent.state import State
+from ddnsagent.store import LogPosition, Recovery, RelaySignal, Store
+from ddnsagent.sync import Agent
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,10 @@ class RelayWatch:
             await self._run_file(Path(self.cfg.relay.log))
 
     async def _run_file(self, path: Path) -> None:
-        saved = State(self.cfg.agent.state_dir).load().data.get("relay", {}).get("position")
+        saved = Store.of(self.cfg.agent).load().relay.position
         position = None
-        if isinstance(saved, dict) and saved.get("path") == str(path):
-            with contextlib.suppress(ValueError, KeyError):
-                position = FollowPosition.from_dict(saved)
+        if saved is not None and saved.path == str(path):
+            position = FollowPosition(saved.device, saved.inode, saved.offset)
         follower = LogFollower(path, position)
         last_saved = time.monotonic()
         losses = _losses(follower.stats)
@@ -85,11 +84,11 @@ class RelayWatch:
             follower.close()
 
     async def _save_position(self, position: FollowPosition, path: str) -> None:
-        def change(relay: dict[str, Any]) -> None:
-            relay["position"] = {**position.to_dict(), "path": path}
-            relay["bounce_rate"] = self.decider.bounce_rate(time.time())
-
-        await edit_state(self.cfg, change)
+        async with Store.of(self.cfg.agent).edit_async() as state:
+            state.relay.position = LogPosition(
+                path, position.device, position.inode, position.offset
+            )
+            state.relay.bounce_rate = self.decider.bounce_rate(time.time())
 
     async def _run_journal(self) -> None:
         assert self.cfg.relay is not None
@@ -127,15 +126,9 @@ class RelayWatch:
         self.action = asyncio.ensure_future(coro)
 
     async def _act(self, decision: Decision) -> None:
-        def note(relay: dict[str, Any]) -> None:
-            relay["last_signal"] = {
-                "time": decision.at,
-                "action": decision.action,
-                "reason": decision.reason,
-            }
-
         try:
-            await edit_state(self.cfg, note)
+            async with Store.of(self.cfg.agent).edit_async() as state:
+                state.relay.last_signal = RelaySignal(decision.at, decision.action, decision.reason)
             self.decider.acted(decision.action, time.time())
             if decision.action == "renotify":
                 await renotify(self.agent, decision.reason)
@@ -149,10 +142,8 @@ class RelayWatch:
             log.exception("relay watchdog: the recovery failed")
 
     async def _note_recovery(self, decision: Decision) -> None:
-        def change(relay: dict[str, Any]) -> None:
-            relay["last_recovery"] = {"time": decision.at, "seconds": decision.duration}
-
-        await edit_state(self.cfg, change)
+        async with Store.of(self.cfg.agent).edit_async() as state:
+            state.relay.last_recovery = Recovery(decision.at, decision.duration or 0.0)
 
     def _check_bounces(self, now: float) -> None:
         assert self.cfg.relay is not None

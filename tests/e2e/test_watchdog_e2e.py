@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ddnsagent.state import State
+from ddnsagent.store import Relay, Store
 from tests.e2e.conftest import MASTER_ID, PASSWORD, RELAY_LIMIT
 from tests.e2e.netlab import HOME_ADDRESS, HOME_IFNAME, ISP_ADDRESS, PREFIX_LEN, Lab
 from tests.e2e.postfix_home import HomePostfix
@@ -116,12 +116,12 @@ def daemon(
         print(f"--- daemon log ---\n{(workdir / 'daemon.log').read_text()}")
 
 
-def recovery(workdir: Path, timeout: float = 90) -> dict[str, float]:
+def recovery(workdir: Path, timeout: float = 90) -> Relay:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        relay_state = State(workdir / "state").load().data.get("relay", {})
-        if "last_recovery" in relay_state:
-            return relay_state  # type: ignore[no-any-return]
+        relay_state = Store(workdir / "state").load().relay
+        if relay_state.last_recovery is not None:
+            return relay_state
         time.sleep(0.2)
     raise AssertionError("no recovery recorded")
 
@@ -142,7 +142,7 @@ def test_rate_limit_recovers_by_itself(
     state = recovery(daemon)
     print(f"first 450 line: {first_refusal[0].strip()}")
     print(
-        f"recovered {state['last_recovery']['seconds']:.1f}s after the 450 "  # type: ignore[index]
+        f"recovered {state.last_recovery.seconds:.1f}s after the 450 "  # type: ignore[union-attr]
         f"(test clock: {time.time() - refused_at:.1f}s until the queue was empty)"
     )
     assert Counter(d.message_id for d in delivered) == Counter(sent), "each delivered once"
@@ -181,7 +181,7 @@ def test_dropped_address_recovers_through_the_timeout_path(
     delivered = relay.wait_deliveries(5, timeout=120)
     home_postfix.wait_queue(lambda q: not q, "empty queue", timeout=30)
     state = recovery(daemon)
-    print(f"recovered {state['last_recovery']['seconds']:.1f}s after the first timeout")  # type: ignore[index]
+    print(f"recovered {state.last_recovery.seconds:.1f}s after the first timeout")  # type: ignore[union-attr]
     assert Counter(d.message_id for d in delivered) == Counter(sent)
     assert {d.client for d in delivered} == {NEW_ADDRESS}
     assert reconnects(daemon) == 1

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from ddnsagent import config
-from ddnsagent.agent import Agent
 from ddnsagent.relay.watch import RelayWatch
+from ddnsagent.sync import Agent
 from tests.conftest import write_config
 
 RELAY = "auth.gate-on.net"

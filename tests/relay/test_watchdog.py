@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from ddnsagent import config
-from ddnsagent.agent import Agent, SyncOptions
-from ddnsagent.relay.reconnect import reconnect, refusal_to_reconnect
+from ddnsagent.relay.reconnect import reconnect
 from ddnsagent.relay.watch import RelayWatch
-from ddnsagent.state import State
+from ddnsagent.schedule import refusal_to_reconnect
+from ddnsagent.store import Store
+from ddnsagent.sync import Agent, SyncOptions
 from tests.conftest import write_config
 from tests.fakes import Dyndns2Server
 
@@ -104,16 +105,17 @@ def test_refusal_of_our_address_reconnects_renotifies_flushes_and_recovers(world
         with maillog.open("a") as f:
             f.write(incident_line("198.51.100.7", "1A2B3C4D5E"))
             f.write(sent_line())
-        await wait(lambda: "last_recovery" in State(cfg.agent.state_dir).load().data["relay"])
+        await wait(lambda: Store(cfg.agent.state_dir).load().relay.last_recovery is not None)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
     asyncio.run(scenario())
-    relay = State(cfg.agent.state_dir).load().data["relay"]
-    assert relay["last_reconnect"]["result"] == "ok"
-    assert relay["last_reconnect"]["old"] == "198.51.100.7"
-    assert relay["last_reconnect"]["new"] == "198.51.100.8"
-    assert relay["last_recovery"]["seconds"] >= 0
+    relay = Store(cfg.agent.state_dir).load().relay
+    assert relay.last_reconnect is not None and relay.last_recovery is not None
+    assert relay.last_reconnect.result == "ok"
+    assert relay.last_reconnect.old == "198.51.100.7"
+    assert relay.last_reconnect.new == "198.51.100.8"
+    assert relay.last_recovery.seconds >= 0
     assert runs(tmp, "runs") == 1
     assert dyn.record("home.example.net").attempts == 2
 
@@ -129,9 +131,9 @@ def test_cooldown_and_daily_cap_survive_restarts(world) -> None:  # type: ignore
     forced = asyncio.run(reconnect(Agent(cfg), "test", ignore_cooldown=True))
     assert forced.done
     assert runs(tmp, "runs") == 2
-    relay = State(cfg.agent.state_dir).load().data["relay"]
+    relay = Store(cfg.agent.state_dir).load().relay
     now = time.time()
-    relay["attempts"] = [now - 86000 + i for i in range(4)]
+    relay.attempts = [now - 86000 + i for i in range(4)]
     assert cfg.reconnect is not None
     assert "max_per_day" in (refusal_to_reconnect(relay, cfg.reconnect, now) or "")
 
@@ -142,8 +144,9 @@ def test_unchanged_address_is_reported_and_counted(world) -> None:  # type: igno
     object.__setattr__(cfg.reconnect, "wait_for_address", 1.0)
     outcome = asyncio.run(reconnect(Agent(cfg), "test"))
     assert outcome.done and "did not change" in outcome.message and "status 3" in outcome.message
-    relay = State(cfg.agent.state_dir).load().data["relay"]
-    assert relay["last_reconnect"]["result"] == "unchanged" and relay["unchanged"] == 1
+    relay = Store(cfg.agent.state_dir).load().relay
+    assert relay.last_reconnect is not None and relay.last_reconnect.result == "unchanged"
+    assert relay.unchanged == 1
     assert runs(tmp, "flushes") == 0
 
 

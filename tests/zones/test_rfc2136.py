@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from ddnsagent import config, dnsclient, providers
-from ddnsagent.agent import Agent, SyncOptions
 from ddnsagent.errors import (
     ConfigError,
     FatalAnswer,
@@ -25,6 +24,7 @@ from ddnsagent.errors import (
 )
 from ddnsagent.providers import rfc2136 as provider
 from ddnsagent.secrets import redact
+from ddnsagent.sync import Agent, SyncOptions
 from ddnsagent.table import Table
 from ddnsagent.zones import registry, rfc2136
 from ddnsagent.zones.base import desired

@@ -11,26 +11,34 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Config
 from ddnsagent.detect.finder import detect
-from ddnsagent.errors import FatalAnswer, SecretUnavailable, TransientError
+from ddnsagent.errors import FatalAnswer, SecretUnavailable, TransientError, ZoneApplyError
 from ddnsagent.outcome import Detection, SyncReport, TargetReport
 from ddnsagent.providers import client_for
+from ddnsagent.providers.base import Common, Provider
+from ddnsagent.schedule import backoff
 from ddnsagent.secrets import redact
-from ddnsagent.state import State, StateLock
+from ddnsagent.store import (
+    AgentState,
+    Backoff,
+    Detected,
+    Sent,
+    Stopped,
+    Store,
+    Target,
+    ZoneRecord,
+)
+from ddnsagent.zones.base import ZoneBackend, ZoneCommon, desired
+from ddnsagent.zones.registry import backend_for
 
 log = logging.getLogger(__name__)
-
-BACKOFF_FIRST = 300.0
-BACKOFF_MAX = 6 * 3600.0
 
 
 @dataclass
@@ -39,11 +47,6 @@ class SyncOptions:
     force: bool = False
     dry_run: bool = False
     addresses: dict[int, IPAddress] | None = None  # given by a hook instead of detecting
-
-
-def backoff(failures: int) -> float:
-    base = min(BACKOFF_FIRST * 2 ** max(failures - 1, 0), BACKOFF_MAX)
-    return base * random.uniform(0.9, 1.1)
 
 
 class Agent:
@@ -60,13 +63,9 @@ class Agent:
         """One sync at a time in this process, and one across processes via the state lock."""
         async with self._running:
             cfg = self.config
-            lock = StateLock(cfg.agent.state_dir, cfg.agent.lock_timeout)
-            await asyncio.to_thread(lock.acquire)
-            try:
-                state = State(cfg.agent.state_dir).load()
-                report = await self._sync_locked(cfg, state, options)
-            finally:
-                lock.release()
+            store = Store.of(cfg.agent)
+            async with store.edit_async(save=not options.dry_run) as state:
+                report = await self._sync_locked(cfg, store, state, options)
         if not options.dry_run:
             for observer in self.on_report:
                 try:
@@ -77,15 +76,16 @@ class Agent:
 
     def known_address(self, family: int) -> str | None:
         """The address last detected for `family`, as recorded in the state."""
-        entry = State(self.config.agent.state_dir).load().data["detected"].get(str(family)) or {}
-        address = entry.get("address")
-        return str(address) if address else None
+        entry = Store.of(self.config.agent).load().detected.get(family)
+        return entry.address if entry is not None and entry.address else None
 
     async def detect(self, family: int) -> Detection:
         """A fresh detection of `family` from the configured sources (nothing recorded)."""
         return await detect(self.config.detect, family)
 
-    async def _sync_locked(self, cfg: Config, state: State, options: SyncOptions) -> SyncReport:
+    async def _sync_locked(
+        self, cfg: Config, store: Store, state: AgentState, options: SyncOptions
+    ) -> SyncReport:
         report = SyncReport(options.reason)
         now = time.time()
         if options.addresses is not None:
@@ -100,19 +100,23 @@ class Agent:
             if remember and _remember_detection(state, family, d, now):
                 report.changed.append(family)
 
-        jobs = [self._provider(cfg, state, s, report, options) for s in cfg.providers]
-        jobs += [self._zone(state, z, report, options) for z in cfg.zones]
+        jobs = [self._provider(cfg, store, state, s, report, options) for s in cfg.providers]
+        jobs += [self._zone(store, state, z, report, options) for z in cfg.zones]
         await asyncio.gather(*jobs)
-        if not options.dry_run:
-            state.save()
         return report
 
     async def _provider(
-        self, cfg: Config, state: State, settings: Any, report: SyncReport, options: SyncOptions
+        self,
+        cfg: Config,
+        store: Store,
+        state: AgentState,
+        settings: Common,
+        report: SyncReport,
+        options: SyncOptions,
     ) -> None:
         target = state.target(settings.name)
-        _check_fingerprint(state, target, settings)
-        provider = client_for(settings)
+        _check_fingerprint(state.salt, target, settings)
+        provider: Provider = client_for(settings)
         for family in settings.families():
             detection = report.detections.get(family)
             if detection is None:
@@ -124,37 +128,35 @@ class Agent:
                 continue
             address = detection.address
             entry.address = str(address)
-            await self._one(cfg, state, target, provider, family, address, entry, options)
+            await self._one(cfg, store, target, provider, family, address, entry, options)
 
     async def _one(
         self,
         cfg: Config,
-        state: State,
-        target: dict[str, Any],
-        provider: Any,
+        store: Store,
+        target: Target,
+        provider: Provider,
         family: int,
         address: IPAddress,
         entry: TargetReport,
         options: SyncOptions,
     ) -> None:
         now = time.time()
-        name = provider.settings.name
-        stopped = target.get("stopped")
+        settings: Common = provider.settings
+        name = settings.name
+        stopped = target.stopped
         if stopped:
-            entry.action, entry.message = "stopped", f"stopped since {_ts(stopped['since'])}: "
-            entry.message += stopped["reason"]
-            entry.fix = f"{stopped['fix']}, then run `ddnsagent reset {name}`"
+            entry.action, entry.message = "stopped", f"stopped since {_ts(stopped.since)}: "
+            entry.message += stopped.reason
+            entry.fix = f"{stopped.fix}, then run `ddnsagent reset {name}`"
             return
-        trouble = target.setdefault("backoff", {}).get(str(family), {})
-        retry_after = float(trouble.get("retry_after", 0))
-        if retry_after > now:
+        trouble = target.backoff.get(family)
+        if trouble is not None and trouble.retry_after > now:
             entry.action = "waiting"
-            entry.message = (
-                f"waiting until {_ts(retry_after)} after: {trouble.get('last_error', '?')}"
-            )
+            entry.message = f"waiting until {_ts(trouble.retry_after)} after: {trouble.last_error}"
             return
-        sent = target.setdefault("sent", {}).get(str(family))
-        due, why = _due(sent, str(address), provider.settings.keepalive, now, options.force)
+        sent = target.sent.get(family)
+        due, why = _due(sent, str(address), settings.keepalive, now, options.force)
         if not due:
             entry.action, entry.message = "unchanged", f"already has {address}"
             return
@@ -172,36 +174,33 @@ class Agent:
             # Answers are quoted in messages and kept in the state, which `status` prints from
             # another process that never read the secret: mask them before they are stored.
             reason = redact(str(exc))
-            target["stopped"] = {"reason": reason, "fix": exc.fix, "since": now}
+            target.stopped = Stopped(reason, exc.fix, now)
             entry.action, entry.message = "stopped", reason
             entry.fix = f"{exc.fix}, then run `ddnsagent reset {name}`"
             log.error("%s: STOPPED: %s — %s", name, exc, entry.fix)
-            state.save()
+            store.checkpoint()
             return
         except TransientError as exc:
-            failures = int(trouble.get("failures", 0)) + 1
+            failures = (trouble.failures if trouble is not None else 0) + 1
             wait = max(backoff(failures), exc.min_wait)
             error = redact(str(exc))
-            target["backoff"][str(family)] = {
-                "failures": failures,
-                "retry_after": now + wait,
-                "last_error": error,
-            }
+            target.backoff[family] = Backoff(failures, now + wait, error)
             entry.action = "failed"
             entry.message = f"{error}; next try after {_ts(now + wait)}"
             log.warning("%s: IPv%d update failed: %s", name, family, entry.message)
-            state.save()
+            store.checkpoint()
             return
-        target["sent"][str(family)] = {"address": str(address), "time": time.time()}
-        target["backoff"].pop(str(family), None)
+        target.sent[family] = Sent(str(address), time.time())
+        target.backoff.pop(family, None)
         entry.action, entry.message = "sent", redact(f"{why}: {message}")
         log.info("%s: IPv%d %s sent (%s)", name, family, address, entry.message)
-        state.save()
+        store.checkpoint()
 
     async def _send_with_retries(
-        self, cfg: Config, provider: Any, family: int, address: IPAddress
+        self, cfg: Config, provider: Provider, family: int, address: IPAddress
     ) -> str:
         """A few quick retries for passing trouble; never for an answer that asks us to wait."""
+        # lazy: only a sync that sends needs tenacity; status and check-config do not
         from tenacity import (
             AsyncRetrying,
             retry_if_exception,
@@ -224,39 +223,38 @@ class Agent:
                 reraise=True,
             ):
                 with attempt:
-                    result: str = await provider.update(family, address, client)
-                    return result
+                    return await provider.update(family, address, client)
         raise AssertionError("unreachable")
 
     async def _zone(
-        self, state: State, settings: Any, report: SyncReport, options: SyncOptions
+        self,
+        store: Store,
+        state: AgentState,
+        settings: ZoneCommon,
+        report: SyncReport,
+        options: SyncOptions,
     ) -> None:
         """Keep one local zone in step. Independent of providers: a failing zone blocks
         nothing else, and is tried again at every sync until it succeeds."""
-        from ddnsagent.errors import ZoneApplyError
-        from ddnsagent.zones.base import desired
-        from ddnsagent.zones.registry import backend_for
-
         addresses = {f: d.address for f, d in report.detections.items() if d.address is not None}
         if not addresses:
             return
         shown = ", ".join(str(a) for _, a in sorted(addresses.items()))
         entry = TargetReport(settings.name, f"zone:{settings.type}", 0, shown, "unchanged", "")
         report.targets.append(entry)
-        zones: dict[str, Any] = state.data.setdefault("zones", {})
-        last = zones.get(settings.name, {})
-        applied = {int(k): v for k, v in last.get("addresses", {}).items()}
+        last = state.zones.get(settings.name, ZoneRecord())
+        applied = dict(last.addresses or {})
         wanted = {f: str(a) for f, a in addresses.items()}
         fingerprint = repr(settings)
         if (
             not options.force
-            and last.get("result") == "ok"
-            and last.get("fingerprint") == fingerprint
+            and last.result == "ok"
+            and last.fingerprint == fingerprint
             and all(applied.get(f) == a for f, a in wanted.items())
         ):
             entry.message = f"already holds {shown}"
             return
-        backend = backend_for(settings)
+        backend: ZoneBackend = backend_for(settings)
         want = desired(settings, addresses)
         if options.dry_run:
             entry.action, entry.message = "dry-run", f"would apply: {backend.describe(want)}"
@@ -265,44 +263,41 @@ class Agent:
             message = await backend.apply(want)
         except (ZoneApplyError, SecretUnavailable, OSError) as exc:
             entry.action, entry.message = "failed", redact(str(exc))
-            zones[settings.name] = {
-                **last,
-                "result": "failed",
-                "error": entry.message,
-                "time": time.time(),
-            }
+            state.zones[settings.name] = replace(
+                last, result="failed", error=entry.message, time=time.time()
+            )
             log.warning("zone %s: %s", settings.name, entry.message)
-            state.save()
+            store.checkpoint()
             return
         entry.action, entry.message = "sent", message
-        zones[settings.name] = {
-            "result": "ok",
-            "addresses": {str(f): a for f, a in {**applied, **wanted}.items()},
-            "fingerprint": fingerprint,
-            "time": time.time(),
-            "message": message,
-        }
+        state.zones[settings.name] = ZoneRecord(
+            result="ok",
+            addresses={**applied, **wanted},
+            fingerprint=fingerprint,
+            time=time.time(),
+            message=message,
+        )
         log.info("zone %s: %s", settings.name, message)
-        state.save()
+        store.checkpoint()
 
 
 def _due(
-    sent: dict[str, Any] | None, address: str, keepalive: float, now: float, force: bool
+    sent: Sent | None, address: str, keepalive: float, now: float, force: bool
 ) -> tuple[bool, str]:
     if force:
         return True, "forced"
-    if not sent:
+    if sent is None:
         return True, "first update"
-    if sent.get("address") != address:
-        return True, f"address changed from {sent.get('address')}"
-    if keepalive and now - float(sent.get("time", 0)) >= keepalive:
+    if sent.address != address:
+        return True, f"address changed from {sent.address}"
+    if keepalive and now - sent.time >= keepalive:
         return True, "keepalive"
     return False, ""
 
 
-def _check_fingerprint(state: State, target: dict[str, Any], settings: Any) -> None:
+def _check_fingerprint(salt_hex: str, target: Target, settings: Common) -> None:
     """A changed configuration (or secret) lifts a stop and a back-off: the user acted."""
-    salt = bytes.fromhex(state.data["salt"])
+    salt = bytes.fromhex(salt_hex)
     config_fp = hashlib.blake2b(
         settings.fingerprint_data().encode(), key=salt, digest_size=16
     ).hexdigest()
@@ -314,38 +309,37 @@ def _check_fingerprint(state: State, target: dict[str, Any], settings: Any) -> N
         secret_fp = h.hexdigest()
     except SecretUnavailable:
         pass
-    old_config, old_secret = target.get("config_fp"), target.get("secret_fp")
+    old_config, old_secret = target.config_fp, target.secret_fp
     changed = old_config is not None and old_config != config_fp
     changed |= old_secret is not None and secret_fp is not None and old_secret != secret_fp
-    if changed and (target.get("stopped") or target.get("backoff")):
+    if changed and (target.stopped or target.backoff):
         log.info("%s: configuration changed; lifting its stop/back-off", settings.name)
-        target.pop("stopped", None)
-        target.pop("backoff", None)
+        target.stopped = None
+        target.backoff.clear()
     if changed:
-        target.pop("sent", None)  # a new host list or server has not been told anything yet
-    target["config_fp"] = config_fp
+        target.sent.clear()  # a new host list or server has not been told anything yet
+    target.config_fp = config_fp
     if secret_fp is not None:
-        target["secret_fp"] = secret_fp
+        target.secret_fp = secret_fp
 
 
-def _remember_detection(state: State, family: int, d: Detection, now: float) -> bool:
+def _remember_detection(state: AgentState, family: int, d: Detection, now: float) -> bool:
     """Store the detected address; True when it differs from the one known before."""
-    detected: dict[str, Any] = state.data["detected"]
-    old = detected.get(str(family), {})
-    changed = bool(old) and old.get("address") != str(d.address)
-    if old.get("address") != str(d.address):
-        old = {"address": str(d.address), "since": now}
-        if changed:
-            old["previous"] = detected[str(family)].get("address")
-    old.update(source=d.source, checked=now)
-    detected[str(family)] = old
-    return changed
+    old = state.detected.get(family)
+    address = str(d.address)
+    if old is None or old.address != address:
+        previous = old.address if old is not None else None
+        state.detected[family] = Detected(address, now, d.source, now, previous)
+        return old is not None
+    state.detected[family] = replace(old, source=d.source, checked=now)
+    return False
 
 
 def _ts(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
 
-def reset(state: State, name: str) -> bool:
+def reset(store: Store, name: str) -> bool:
     """Forget a target's stop, back-off and what was sent, so the next sync starts clean."""
-    return state.data["targets"].pop(name, None) is not None
+    with store.edit() as state:
+        return state.targets.pop(name, None) is not None

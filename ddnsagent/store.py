@@ -1,0 +1,714 @@
+"""The state's one owner: what the agent remembers between runs, as typed records, in one file.
+
+The state is one versioned JSON file, replaced atomically (temp file, fsync, rename, fsync of the
+directory): a reader sees the old or the new file, never a torn one. A file that still fails to
+parse (disk trouble, a hand edit) is moved aside and the agent starts over as on a first run —
+the worst case is one extra update, never a dead agent. Inside a sound file each entry is checked
+on its own: one of the wrong type is dropped with a warning and the rest is kept, so no reader
+ever trips over it. Writers (the daemon, `notify-now`, hook scripts, `reset`) go through
+`Store.edit()`, which holds an exclusive lock beside the file, so they queue instead of racing.
+
+The JSON keys are written here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ddnsagent.errors import DdnsagentError, StateLockTimeout
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+FILENAME = "state.json"
+SHOWN = 20  # dropped entries named in the warning; a file full of them says "and N more"
+
+# -- the records ---------------------------------------------------------------------------------
+# Plain dataclasses: frozen ones cost twice the import time, and every process loads these.
+
+
+@dataclass
+class Sent:
+    """The address a target last accepted, and when."""
+
+    address: str
+    time: float
+
+
+@dataclass
+class Backoff:
+    """A family of a target that failed: how often in a row, and when to try again."""
+
+    failures: int
+    retry_after: float
+    last_error: str
+
+
+@dataclass
+class Stopped:
+    """A target that a service refused for good; it stays stopped until the user acts."""
+
+    reason: str
+    fix: str
+    since: float
+
+
+@dataclass
+class Target:
+    """Everything kept for one provider (by name). The fingerprints notice a changed
+    configuration or secret, which lifts a stop."""
+
+    sent: dict[int, Sent] = field(default_factory=dict)
+    backoff: dict[int, Backoff] = field(default_factory=dict)
+    stopped: Stopped | None = None
+    config_fp: str | None = None
+    secret_fp: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # keys of a newer version, kept as they are
+
+
+@dataclass
+class Detected:
+    """The address last detected for a family, since when, and the one before it."""
+
+    address: str
+    since: float
+    source: str | None = None
+    checked: float | None = None
+    previous: str | None = None
+
+
+@dataclass
+class ZoneRecord:
+    """The last apply of one local zone; a failure keeps what the success before it applied."""
+
+    result: str | None = None  # "ok" or "failed"
+    addresses: dict[int, str] | None = None
+    fingerprint: str | None = None
+    time: float | None = None
+    message: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class RelaySignal:
+    """The last mail-log signal the watchdog acted on."""
+
+    time: float
+    action: str
+    reason: str
+
+
+@dataclass
+class ReconnectRecord:
+    """The last reconnect and what it came to ("ok" or "unchanged")."""
+
+    time: float
+    reason: str
+    old: str | None
+    new: str | None
+    result: str
+    message: str
+
+
+@dataclass
+class Recovery:
+    """When the relay accepted mail again, and how long that took after the signal."""
+
+    time: float
+    seconds: float
+
+
+@dataclass
+class LogPosition:
+    """Where the mail-log follower stopped reading (the file, its identity and the offset)."""
+
+    path: str
+    device: int
+    inode: int
+    offset: int
+
+
+@dataclass
+class Relay:
+    """What the relay watchdog keeps: reconnect attempts (for the cooldown and the daily cap),
+    the last signal, reconnect and recovery, the log position and the bounce count."""
+
+    attempts: list[float] = field(default_factory=list)
+    unchanged: int = 0
+    last_signal: RelaySignal | None = None
+    last_reconnect: ReconnectRecord | None = None
+    last_recovery: Recovery | None = None
+    position: LogPosition | None = None
+    bounce_rate: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AgentState:
+    """The whole state; `salt` keys the fingerprints, so they say nothing outside this file."""
+
+    salt: str = field(default_factory=lambda: os.urandom(16).hex())
+    detected: dict[int, Detected] = field(default_factory=dict)
+    targets: dict[str, Target] = field(default_factory=dict)
+    zones: dict[str, ZoneRecord] = field(default_factory=dict)
+    relay: Relay = field(default_factory=Relay)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def target(self, name: str) -> Target:
+        """The target's record, created empty on first use."""
+        return self.targets.setdefault(name, Target())
+
+
+# -- from and to JSON ----------------------------------------------------------------------------
+
+
+Spec = Mapping[str, tuple[type, ...]]
+_NUMBER: tuple[type, ...] = (int, float)
+_OPT_NUMBER: tuple[type, ...] = (int, float, type(None))
+_OPT_STR: tuple[type, ...] = (str, type(None))
+
+
+class _Checker:
+    """Reads one loaded JSON document; every entry of the wrong shape is noted and left out."""
+
+    def __init__(self) -> None:
+        self.dropped: list[str] = []
+
+    def drop(self, where: str, why: str) -> None:
+        self.dropped.append(f"{where} ({why})")
+
+    def table(self, raw: Any, where: str) -> dict[str, Any] | None:
+        if isinstance(raw, dict):
+            return raw
+        self.drop(where, f"not an object but {type(raw).__name__}")
+        return None
+
+    def families(self, raw: Any, where: str) -> Iterator[tuple[int, Any, str]]:
+        """The (family, value, where) of an object keyed "4"/"6"; other keys are dropped."""
+        for key, value in (self.table(raw, where) or {}).items():
+            if key in ("4", "6"):
+                yield int(key), value, f"{where}.{key}"
+            else:
+                self.drop(f"{where}.{key}", "not an address family")
+
+    def record(self, raw: Any, where: str, spec: Spec) -> dict[str, Any] | None:
+        """The fields of `spec` from `raw` (None for an absent optional one); None if any is
+        missing or of the wrong type. A type tuple containing NoneType marks an optional field."""
+        obj = self.table(raw, where)
+        if obj is None:
+            return None
+        out: dict[str, Any] = {}
+        for key, types in spec.items():
+            value = obj.get(key)
+            if value is None and type(None) in types:
+                out[key] = None
+                continue
+            if not _is(value, types):
+                shown = "missing" if key not in obj else f"{type(value).__name__} {value!r:.40}"
+                self.drop(where, f"{key}: {shown}")
+                return None
+            out[key] = value
+        return out
+
+
+# A time beyond this (the year 5138) is a wrong value that would crash time formatting; an
+# integer (a count, a file offset or inode) beyond 64 bits is not one a system gives.
+_MAX_TIME = 1e11
+_MAX_INT = 1 << 64
+
+
+def _is(value: Any, types: tuple[type, ...]) -> bool:
+    """`value` is of `types`; a number also finite and in range. A float field takes an int."""
+    if isinstance(value, bool):
+        return bool in types
+    if float in types and isinstance(value, int | float):
+        return math.isfinite(value) and abs(value) < _MAX_TIME
+    if isinstance(value, int):
+        return int in types and abs(value) < _MAX_INT
+    return isinstance(value, types)
+
+
+def _parse(data: dict[str, Any], check: _Checker) -> AgentState:
+    state = AgentState(extra={k: v for k, v in data.items() if k not in _TOP_KEYS})
+    for family, raw, where in check.families(data.get("detected", {}), "detected"):
+        f = check.record(
+            raw,
+            where,
+            {
+                "address": (str,),
+                "since": _NUMBER,
+                "source": _OPT_STR,
+                "checked": _OPT_NUMBER,
+                "previous": _OPT_STR,
+            },
+        )
+        if f is not None:
+            state.detected[family] = Detected(**f)
+    for name, raw in (check.table(data.get("targets", {}), "targets") or {}).items():
+        target = _parse_target(raw, f"targets.{name}", check)
+        if target is not None:
+            state.targets[name] = target
+    for name, raw in (check.table(data.get("zones", {}), "zones") or {}).items():
+        zone = _parse_zone(raw, f"zones.{name}", check)
+        if zone is not None:
+            state.zones[name] = zone
+    if "relay" in data:
+        state.relay = _parse_relay(data["relay"], check)
+    salt = data.get("salt")
+    try:
+        if not isinstance(salt, str) or len(bytes.fromhex(salt)) < 16:
+            raise ValueError
+        state.salt = salt
+    except ValueError:
+        # Only the fingerprints depend on the salt: renew it and forget them, so that the new
+        # salt is not mistaken for a configuration change (which would lift stops).
+        for target in state.targets.values():
+            target.config_fp = target.secret_fp = None
+    return state
+
+
+_TOP_KEYS = ("version", "salt", "detected", "targets", "zones", "relay")
+_TARGET_KEYS = ("sent", "backoff", "stopped", "config_fp", "secret_fp")
+
+
+def _parse_target(raw: Any, where: str, check: _Checker) -> Target | None:
+    obj = check.table(raw, where)
+    if obj is None:
+        return None
+    target = Target(extra={k: v for k, v in obj.items() if k not in _TARGET_KEYS})
+    for family, entry, at in check.families(obj.get("sent", {}), f"{where}.sent"):
+        f = check.record(entry, at, {"address": (str,), "time": _NUMBER})
+        if f is not None:
+            target.sent[family] = Sent(**f)
+    for family, entry, at in check.families(obj.get("backoff", {}), f"{where}.backoff"):
+        spec = {"failures": (int,), "retry_after": _NUMBER, "last_error": (str,)}
+        f = check.record(entry, at, spec)
+        if f is not None:
+            target.backoff[family] = Backoff(**f)
+    if obj.get("stopped") is not None:
+        spec = {"reason": (str,), "fix": (str,), "since": _NUMBER}
+        f = check.record(obj["stopped"], f"{where}.stopped", spec)
+        if f is not None:
+            target.stopped = Stopped(**f)
+    for key in ("config_fp", "secret_fp"):
+        value = obj.get(key)
+        if isinstance(value, str):
+            setattr(target, key, value)
+        elif value is not None:
+            check.drop(f"{where}.{key}", f"not a string but {type(value).__name__}")
+    return target
+
+
+def _parse_zone(raw: Any, where: str, check: _Checker) -> ZoneRecord | None:
+    spec = {
+        "result": _OPT_STR,
+        "fingerprint": _OPT_STR,
+        "time": _OPT_NUMBER,
+        "message": _OPT_STR,
+        "error": _OPT_STR,
+    }
+    f = check.record(raw, where, spec)
+    if f is None:
+        return None
+    addresses = None
+    if raw.get("addresses") is not None:
+        addresses = {}
+        for family, value, at in check.families(raw["addresses"], f"{where}.addresses"):
+            if isinstance(value, str):
+                addresses[family] = value
+            else:
+                check.drop(at, f"not a string but {type(value).__name__}")
+    return ZoneRecord(addresses=addresses, **f)
+
+
+_RELAY_KEYS = (
+    "attempts",
+    "unchanged",
+    "last_signal",
+    "last_reconnect",
+    "last_recovery",
+    "position",
+    "bounce_rate",
+)
+
+
+def _parse_relay(raw: Any, check: _Checker) -> Relay:
+    obj = check.table(raw, "relay") or {}
+    relay = Relay(extra={k: v for k, v in obj.items() if k not in _RELAY_KEYS})
+    attempts = obj.get("attempts", [])
+    if isinstance(attempts, list):
+        relay.attempts = [t for t in attempts if _is(t, _NUMBER)]
+        if len(relay.attempts) != len(attempts):
+            check.drop("relay.attempts", "entries that are not times")
+    else:
+        check.drop("relay.attempts", f"not a list but {type(attempts).__name__}")
+    for key in ("unchanged", "bounce_rate"):
+        value = obj.get(key, 0)
+        if _is(value, (int,)):
+            setattr(relay, key, value)
+        else:
+            check.drop(f"relay.{key}", f"not a count but {type(value).__name__} {value!r:.40}")
+    if obj.get("last_signal") is not None:
+        spec = {"time": _NUMBER, "action": (str,), "reason": (str,)}
+        f = check.record(obj["last_signal"], "relay.last_signal", spec)
+        relay.last_signal = RelaySignal(**f) if f is not None else None
+    if obj.get("last_reconnect") is not None:
+        spec = {
+            "time": _NUMBER,
+            "reason": (str,),
+            "old": _OPT_STR,
+            "new": _OPT_STR,
+            "result": (str,),
+            "message": (str,),
+        }
+        f = check.record(obj["last_reconnect"], "relay.last_reconnect", spec)
+        relay.last_reconnect = ReconnectRecord(**f) if f is not None else None
+    if obj.get("last_recovery") is not None:
+        spec = {"time": _NUMBER, "seconds": _NUMBER}
+        f = check.record(obj["last_recovery"], "relay.last_recovery", spec)
+        relay.last_recovery = Recovery(**f) if f is not None else None
+    if obj.get("position") is not None:
+        spec = {"path": (str,), "device": (int,), "inode": (int,), "offset": (int,)}
+        f = check.record(obj["position"], "relay.position", spec)
+        if f is not None and min(f["device"], f["inode"], f["offset"]) < 0:
+            check.drop("relay.position", "a negative number")
+            f = None
+        relay.position = LogPosition(**f) if f is not None else None
+    return relay
+
+
+def _without_none(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if v is not None}
+
+
+def to_json(state: AgentState) -> dict[str, Any]:
+    """The file's content for `state` (the same version and keys as ever)."""
+    out: dict[str, Any] = {
+        **state.extra,
+        "version": VERSION,
+        "salt": state.salt,
+        "detected": {
+            str(f): _without_none(
+                {
+                    "address": d.address,
+                    "since": d.since,
+                    "source": d.source,
+                    "checked": d.checked,
+                    "previous": d.previous,
+                }
+            )
+            for f, d in sorted(state.detected.items())
+        },
+        "targets": {name: _target_json(t) for name, t in state.targets.items()},
+    }
+    if state.zones:
+        out["zones"] = {name: _zone_json(z) for name, z in state.zones.items()}
+    relay = _relay_json(state.relay)
+    if relay:
+        out["relay"] = relay
+    return out
+
+
+def _target_json(t: Target) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        **t.extra,
+        "sent": {str(f): {"address": s.address, "time": s.time} for f, s in sorted(t.sent.items())},
+        "backoff": {
+            str(f): {
+                "failures": b.failures,
+                "retry_after": b.retry_after,
+                "last_error": b.last_error,
+            }
+            for f, b in sorted(t.backoff.items())
+        },
+    }
+    if t.stopped is not None:
+        s = t.stopped
+        out["stopped"] = {"reason": s.reason, "fix": s.fix, "since": s.since}
+    if t.config_fp is not None:
+        out["config_fp"] = t.config_fp
+    if t.secret_fp is not None:
+        out["secret_fp"] = t.secret_fp
+    return out
+
+
+def _zone_json(z: ZoneRecord) -> dict[str, Any]:
+    addresses = None
+    if z.addresses is not None:
+        addresses = {str(f): a for f, a in sorted(z.addresses.items())}
+    return _without_none(
+        {
+            "result": z.result,
+            "addresses": addresses,
+            "fingerprint": z.fingerprint,
+            "time": z.time,
+            "message": z.message,
+            "error": z.error,
+        }
+    )
+
+
+def _relay_json(r: Relay) -> dict[str, Any]:
+    """Only what is set: an agent without a relay watch keeps no relay section."""
+    out: dict[str, Any] = dict(r.extra)
+    if r.attempts:
+        out["attempts"] = list(r.attempts)
+    if r.unchanged:
+        out["unchanged"] = r.unchanged
+    if r.bounce_rate:
+        out["bounce_rate"] = r.bounce_rate
+    if r.last_signal is not None:
+        out["last_signal"] = _signal_json(r.last_signal)
+    if r.last_reconnect is not None:
+        out["last_reconnect"] = _reconnect_json(r.last_reconnect)
+    if r.last_recovery is not None:
+        out["last_recovery"] = _recovery_json(r.last_recovery)
+    if r.position is not None:
+        p = r.position
+        out["position"] = {"device": p.device, "inode": p.inode, "offset": p.offset, "path": p.path}
+    return out
+
+
+def _signal_json(s: RelaySignal) -> dict[str, Any]:
+    return {"time": s.time, "action": s.action, "reason": s.reason}
+
+
+def _reconnect_json(r: ReconnectRecord) -> dict[str, Any]:
+    return {
+        "time": r.time,
+        "reason": r.reason,
+        "old": r.old,
+        "new": r.new,
+        "result": r.result,
+        "message": r.message,
+    }
+
+
+def _recovery_json(r: Recovery) -> dict[str, Any]:
+    return {"time": r.time, "seconds": r.seconds}
+
+
+# -- the file ------------------------------------------------------------------------------------
+
+
+class StoreSettings(Protocol):
+    """What the store needs of `[agent]`."""
+
+    @property
+    def state_dir(self) -> Path: ...
+
+    @property
+    def lock_timeout(self) -> float: ...
+
+
+class Store:
+    """The state file and its lock. `load()` for readers; `edit()` / `edit_async()` for writers."""
+
+    def __init__(self, directory: Path, lock_timeout: float = 120.0) -> None:
+        self.directory = directory
+        self.path = directory / FILENAME
+        self.lock_timeout = lock_timeout
+        self._editing: AgentState | None = None
+
+    @classmethod
+    def of(cls, agent: StoreSettings) -> Store:
+        """The one way to open the store: from the `[agent]` settings."""
+        return cls(agent.state_dir, agent.lock_timeout)
+
+    def load(self) -> AgentState:
+        """A snapshot for readers (status, metrics); takes no lock, since saves are atomic."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return AgentState()
+        except OSError as exc:
+            raise DdnsagentError(f"cannot read {self.path}: {exc.strerror}") from None
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError(f"not a JSON object but {type(data).__name__}")
+            if data.get("version") != VERSION:
+                raise ValueError(f"unknown version {data.get('version')!r}")
+        except (ValueError, RecursionError) as exc:
+            aside = self._aside_path()
+            with contextlib.suppress(OSError):
+                os.replace(self.path, aside)
+            log.warning(
+                "state file %s was unreadable (%s); moved aside to %s and starting fresh",
+                self.path,
+                str(exc)[:100] or type(exc).__name__,
+                aside,
+            )
+            return AgentState()
+        check = _Checker()
+        state = _parse(data, check)
+        if check.dropped:
+            shown = "; ".join(check.dropped[:SHOWN])
+            more = f" and {len(check.dropped) - SHOWN} more" if len(check.dropped) > SHOWN else ""
+            log.warning(
+                "state file %s: left out entries of the wrong type, kept the rest: %s%s",
+                self.path,
+                shown,
+                more,
+            )
+        return state
+
+    @contextlib.contextmanager
+    def edit(self, *, save: bool = True) -> Iterator[AgentState]:
+        """Lock, load, yield the state to change, save (unless `save` is False, a dry run).
+
+        When the body raises, nothing more is saved; what `checkpoint()` saved stays.
+        """
+        lock = StateLock(self.directory, self.lock_timeout)
+        lock.acquire()
+        try:
+            with self._editing_state(save) as state:
+                yield state
+        finally:
+            lock.release()
+
+    @contextlib.asynccontextmanager
+    async def edit_async(self, *, save: bool = True) -> AsyncIterator[AgentState]:
+        """`edit()` for the event loop: the wait for the lock happens in a thread."""
+        lock = StateLock(self.directory, self.lock_timeout)
+        await asyncio.to_thread(lock.acquire)
+        try:
+            with self._editing_state(save) as state:
+                yield state
+        finally:
+            lock.release()
+
+    @contextlib.contextmanager
+    def _editing_state(self, save: bool) -> Iterator[AgentState]:
+        state = self.load()
+        self._editing = state
+        try:
+            yield state
+            if save:
+                self._write(state)
+        finally:
+            self._editing = None
+
+    def checkpoint(self) -> None:
+        """Save the state being edited now, so an outcome survives a kill later in the edit."""
+        if self._editing is None:
+            raise RuntimeError("checkpoint() outside edit()")
+        self._write(self._editing)
+
+    def ensure_dir(self) -> None:
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DdnsagentError(
+                f"cannot create the state directory {self.directory}: {exc.strerror} — "
+                "set [agent] state_dir to a writable directory"
+            ) from None
+
+    def _aside_path(self) -> Path:
+        """A name no earlier corrupt file has, so a second one in a second keeps the first."""
+        base = f"{FILENAME}.corrupt-{int(time.time())}"
+        for n in range(1000):
+            aside = self.path.with_name(base if n == 0 else f"{base}.{n}")
+            if not aside.exists():
+                return aside
+        return self.path.with_name(f"{base}.{os.getpid()}")
+
+    def _write(self, state: AgentState) -> None:
+        """Replace the file atomically; only ever called under the lock."""
+        self.ensure_dir()
+        payload = json.dumps(to_json(state), indent=1, sort_keys=True).encode() + b"\n"
+        tmp = self.path.with_name(f".{FILENAME}.tmp")  # saves happen under the state lock
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            give_to_directory_owner(fd, self.directory)
+            view = memoryview(payload)
+            while view:  # os.write may write less than asked
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def give_to_directory_owner(fd: int, directory: Path) -> None:
+    """Root (a hook, `notify-now` by hand) writing into the service's own state directory must
+    leave files the service can still read: they take the directory's owner."""
+    if os.geteuid() != 0:
+        return
+    with contextlib.suppress(OSError):
+        st = os.stat(directory)
+        if st.st_uid != 0:
+            os.fchown(fd, st.st_uid, st.st_gid)
+
+
+class StateLock:
+    """The exclusive lock beside the state; waits up to `timeout` for another process."""
+
+    # Set while this process shuts down, so that a thread waiting for the lock lets it exit now
+    # instead of holding the exit back for up to `timeout` (the daemon on SIGTERM).
+    _give_up = threading.Event()
+
+    def __init__(self, directory: Path, timeout: float) -> None:
+        self.directory = directory
+        self.timeout = timeout
+        self._fd: int | None = None
+
+    @classmethod
+    def give_up_waiting(cls, give_up: bool = True) -> None:
+        """End every wait for the lock in this process now (and refuse new ones); False re-arms."""
+        if give_up:
+            cls._give_up.set()
+        else:
+            cls._give_up.clear()
+
+    def acquire(self) -> None:
+        path = self.directory / "lock"
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            give_to_directory_owner(fd, self.directory)
+        except OSError as exc:
+            raise DdnsagentError(
+                f"cannot open the state lock {path}: {exc.strerror} — "
+                "set [agent] state_dir to a writable directory"
+            ) from None
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._fd = fd
+                return
+            except BlockingIOError:
+                if self._give_up.is_set():
+                    os.close(fd)
+                    raise StateLockTimeout(f"stopped waiting for {path}: shutting down") from None
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise StateLockTimeout(
+                        f"another ddnsagent process (the daemon, or a notify-now) held {path} "
+                        f"for over {self.timeout:g}s; try again later, or raise "
+                        "[agent] lock_timeout if its syncs are that slow"
+                    ) from None
+                time.sleep(0.05)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
