@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from ddnsagent.outputs.metrics_settings import MetricsConfig, parse_metrics
 from ddnsagent.outputs.notify_settings import NotifyConfig, parse_notify
 from ddnsagent.providers.base import Common
 from ddnsagent.relay.settings import ReconnectConfig, RelayConfig, parse_reconnect, parse_relay
-from ddnsagent.table import Registry, Table
+from ddnsagent.table import Table
 from ddnsagent.zones import registry as zone_registry
 from ddnsagent.zones.base import ZoneCommon
 
@@ -107,8 +108,8 @@ def parse(data: dict[str, Any], path: Path) -> Config:
     agent = _parse_agent(top.table("agent"))
     detect = parse_detect(top.table("detect"))
     names: set[str] = set()  # providers and zones share one namespace (state, status)
-    targets = _parse_plugins(top, "provider", providers.registry, names)
-    zones = _parse_plugins(top, "zone", zone_registry.registry, names)
+    targets = _parse_plugins(top, "provider", providers.parse_settings, names)
+    zones = _parse_plugins(top, "zone", zone_registry.parse_settings, names)
     relay = parse_relay(top.table("relay")) if top.has("relay") else None
     reconnect = parse_reconnect(top.table("reconnect")) if top.has("reconnect") else None
     metrics = parse_metrics(top.table("metrics")) if top.has("metrics") else None
@@ -127,7 +128,9 @@ def parse(data: dict[str, Any], path: Path) -> Config:
     )
 
 
-def _parse_plugins(top: Table, key: str, registry: Registry, taken: set[str]) -> list[Any]:
+def _parse_plugins(
+    top: Table, key: str, parse_settings: Callable[[Table], Any], taken: set[str]
+) -> list[Any]:
     """[[provider]] or [[zone]] tables, each read by the module its `type` names."""
     items = top.raw(key, [])
     if not isinstance(items, list):
@@ -138,7 +141,7 @@ def _parse_plugins(top: Table, key: str, registry: Registry, taken: set[str]) ->
             raise top.error(f"{key}[{i}]", "must be a table")
         name = item.get("name")
         label = f"{key}[{i}]" if not isinstance(name, str) else f"{key}.{name}"
-        settings = registry.parse(Table(item, label, top.file))
+        settings = parse_settings(Table(item, label, top.file))
         if settings.name in taken:
             raise ConfigError(top.file, f"{label}.name", f"{settings.name!r} is used twice")
         taken.add(settings.name)

@@ -38,7 +38,6 @@ class Daemon:
         self.scheduler: Any = None
         self.watcher: Any = None
         self._relay_task: asyncio.Future[None] | None = None
-        self._rewatch: asyncio.Future[None] | None = None
         self._watched: set[str] = set()
         self._said_no_netlink = False
         self._tasks: list[asyncio.Future[Any]] = []
@@ -246,7 +245,7 @@ class Daemon:
         logsetup.set_level(new.agent.log_level)
         self._schedule(now=False)  # the new interval counts from here; the sync is below
         log.info("configuration reloaded from %s", self.path)
-        self._rewatch = asyncio.ensure_future(self._watch_interfaces())
+        self._tasks.append(asyncio.ensure_future(self._watch_interfaces()))
         self._trigger("reload")
 
     def _schedule(self, now: bool = True) -> None:

@@ -18,12 +18,12 @@ TYPES = {
     "rfc2136": "ddnsagent.providers.rfc2136",
 }
 
-registry = Registry(TYPES, "Client")
-module = registry.module
-parse_settings = registry.parse
+_registry = Registry(TYPES, "Client")
+module = _registry.module
+parse_settings = _registry.parse
 
 
 def client_for(settings: Common) -> Provider:
     """The client of one [[provider]] table's settings, loading its module on first use."""
-    client: Provider = registry.build(settings)
+    client: Provider = _registry.build(settings)
     return client

@@ -22,7 +22,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from ddnsagent import process
@@ -39,25 +39,12 @@ _MAX_SIBLINGS = 64  # rotated files examined when looking for a copy or a rename
 
 @dataclass(frozen=True, slots=True)
 class FollowPosition:
-    """Where reading stopped: the start of the first line not yet returned, in one file."""
+    """Where reading stopped: the start of the first line not yet returned, in one file. The
+    store keeps it (with the path) as the relay's `LogPosition`."""
 
     device: int
     inode: int
     offset: int
-
-    def to_dict(self) -> dict[str, int]:
-        return {"device": self.device, "inode": self.inode, "offset": self.offset}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> FollowPosition:
-        """Rebuild a stored position; raises ``ValueError`` if it is not one."""
-        values: list[int] = []
-        for key in ("device", "inode", "offset"):
-            value = data.get(key) if isinstance(data, Mapping) else None
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"follow position: {key} must be a non-negative integer")
-            values.append(value)
-        return cls(*values)
 
 
 @dataclass(slots=True)

@@ -14,13 +14,13 @@ TYPES = {
     "dnsmasq": "ddnsagent.zones.dnsmasq",
 }
 
-registry = Registry(TYPES, "Backend")
-module = registry.module
-parse_settings = registry.parse
+_registry = Registry(TYPES, "Backend")
+module = _registry.module
+parse_settings = _registry.parse
 
 
 def backend_for(settings: ZoneCommon) -> ZoneBackend:
     """The backend for one zone's settings (its module has checked `Backend` against the
     protocol, so the result is typed as what the agent may call)."""
-    backend: ZoneBackend = registry.build(settings)
+    backend: ZoneBackend = _registry.build(settings)
     return backend

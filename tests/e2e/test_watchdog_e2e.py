@@ -149,8 +149,8 @@ def test_rate_limit_recovers_by_itself(
     assert Counter(d.client for d in delivered) == {HOME_ADDRESS: RELAY_LIMIT, NEW_ADDRESS: 3}
     assert relay.notified() == [HOME_ADDRESS, NEW_ADDRESS]
     assert reconnects(daemon) == 1
-    last = state["last_reconnect"]
-    assert last["result"] == "ok" and last["new"] == NEW_ADDRESS  # type: ignore[index]
+    last = state.last_reconnect
+    assert last is not None and last.result == "ok" and last.new == NEW_ADDRESS
     status = subprocess.run(
         [
             sys.executable,
