@@ -30,8 +30,8 @@ from ddnsagent import http
 from ddnsagent.address import check_url
 from ddnsagent.config import Config
 from ddnsagent.errors import FatalAnswer, HookError, HTTPFailure, SecretUnavailable, TransientError
+from ddnsagent.exitcodes import EXIT_CONFIG, EXIT_OK, EXIT_RETRY, EXIT_STOPPED
 from ddnsagent.names import is_name
-from ddnsagent.outcome import EXIT_CONFIG, EXIT_OK, EXIT_RETRY, EXIT_STOPPED
 from ddnsagent.providers.base import http_verdict
 from ddnsagent.secrets import redact, register_basic_auth
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ddnsagent import __version__
 from ddnsagent.errors import ConfigError, DdnsagentError, SecretUnavailable
-from ddnsagent.outcome import EXIT_CONFIG, EXIT_FOR, EXIT_OK, EXIT_RETRY
+from ddnsagent.exitcodes import EXIT_CONFIG, EXIT_FOR, EXIT_OK, EXIT_RETRY
 from ddnsagent.secrets import redact
 
 if TYPE_CHECKING:

@@ -21,7 +21,8 @@ from ddnsagent import config as config_mod
 from ddnsagent import control as control_mod
 from ddnsagent import logsetup
 from ddnsagent.errors import ConfigError, DdnsagentError
-from ddnsagent.outcome import EXIT_CONFIG, EXIT_OK, EXIT_RETRY, EXIT_STOPPED, SyncReport
+from ddnsagent.exitcodes import EXIT_CONFIG, EXIT_OK, EXIT_RETRY, EXIT_STOPPED
+from ddnsagent.outcome import SyncReport
 from ddnsagent.outputs import exporter, metrics, notify, sdnotify
 from ddnsagent.schedule import sync_trigger
 from ddnsagent.store import StateLock, Store

@@ -9,10 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ddnsagent.address import IPAddress
-
-# The exit codes of every command: 0 done, 1 will retry by itself, 2 the configuration (or the
-# command line) is wrong, 3 a service refused us and needs the user.
-EXIT_OK, EXIT_RETRY, EXIT_CONFIG, EXIT_STOPPED = 0, 1, 2, 3
+from ddnsagent.exitcodes import EXIT_FOR, EXIT_OK, EXIT_RETRY
 
 
 @dataclass
@@ -22,19 +19,6 @@ class Detection:
     source: str | None = None
     notes: list[str] = field(default_factory=list)  # one line per source that did not answer
     conflict: bool = False
-
-
-# What each action means for the exit code (0 ok, 1 will retry, 2 configuration, 3 needs the user).
-EXIT_FOR = {
-    "sent": EXIT_OK,
-    "unchanged": EXIT_OK,
-    "dry-run": EXIT_OK,
-    "no-address": EXIT_RETRY,
-    "failed": EXIT_RETRY,
-    "waiting": EXIT_RETRY,
-    "config": EXIT_CONFIG,
-    "stopped": EXIT_STOPPED,
-}
 
 
 @dataclass
