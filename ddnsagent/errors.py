@@ -6,6 +6,7 @@ so a caller catches what it means and the command line catches the root for the 
       SecretUnavailable      a secret's source cannot be read right now
       DetectError            a detection source gave no usable address
       StateLockTimeout       another process held the state lock too long
+      UnsafeFile             a path another user could redirect (link, FIFO, foreign owner, size)
       HTTPFailure            a request produced no usable answer (network, TLS, size)
       ProviderError          a provider's answer, judged
         TransientError         try again later (min_wait: what the service asked for)
@@ -59,6 +60,12 @@ class DetectError(DdnsagentError):
 
 class StateLockTimeout(DdnsagentError):
     """Another ddnsagent process held the state lock for too long."""
+
+
+class UnsafeFile(DdnsagentError):
+    """A file or directory we will not use as it is: a symbolic link, a FIFO or device, a file
+    with other hard links, a foreign owner, or larger than its cap. Names the path, never the
+    content."""
 
 
 class HTTPFailure(DdnsagentError):

@@ -1,0 +1,234 @@
+"""Files in directories that another user may write, opened as if the directory were hostile.
+
+Parts of ddnsagent run as root (pppd's hook, `reconnect`, `notify-now` by an admin, zone edits)
+and touch files in directories that other users own or may write: the service user's state
+directory, `bind`'s zone directory. Such a user can plant a symbolic link, a FIFO or a hard link
+where we expect our file. So, as Postfix's safe_open() does:
+
+- the directory is opened once (`Directory`), and every file in it is named relative to that
+  descriptor, by a plain name — never a path that is resolved again later;
+- a file is opened with O_NOFOLLOW and O_NONBLOCK, then checked with fstat() before a byte is
+  read or written: a regular file, one hard link, the owner the caller allows;
+- reads are capped; a file over the cap is refused, not truncated;
+- a replacement is written to a new temporary file created with O_EXCL in the same opened
+  directory and renamed there, so the name is swapped atomically and nothing is written through
+  a name someone else chose; temporary files that a kill left behind are removed by name
+  pattern, only when they are regular files.
+
+Every refusal is an `UnsafeFile` naming the path and what was found, never quoting content.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+
+from ddnsagent.errors import UnsafeFile
+
+TEMP_SUFFIX = ".tmp"
+
+
+def _describe(st: os.stat_result) -> str:
+    mode = st.st_mode
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def _user(uid: int) -> str:
+    try:
+        import pwd  # lazy: only to word a refusal
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (KeyError, ImportError):
+        return f"uid {uid}"
+
+
+class Directory:
+    """An opened directory; files in it are opened by plain name, without following links.
+
+    `owners`: the uids the directory itself may belong to (None: anyone). `create`: make the
+    directory (mode `mode`) when it is missing; its parent is trusted as given.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        owners: Iterable[int] | None = None,
+        create: bool = False,
+        mode: int = 0o700,
+    ) -> None:
+        self.path = Path(path)
+        if create:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(self.path, mode)
+        try:
+            self.fd = os.open(
+                self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            )
+        except OSError as exc:
+            if os.path.islink(self.path):
+                raise UnsafeFile(
+                    f"{self.path} is a symbolic link; give the real directory instead"
+                ) from None
+            raise UnsafeFile(f"cannot open the directory {self.path}: {exc.strerror}") from None
+        st = os.fstat(self.fd)
+        self.uid, self.gid = st.st_uid, st.st_gid
+        if owners is not None and st.st_uid not in set(owners):
+            os.close(self.fd)
+            raise UnsafeFile(
+                f"{self.path} belongs to {_user(st.st_uid)}, which is not trusted here"
+            )
+
+    def __enter__(self) -> Directory:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def where(self, name: str) -> Path:
+        return self.path / name
+
+    def _check_name(self, name: str) -> None:
+        if not name or "/" in name or name in (".", ".."):
+            raise UnsafeFile(f"{name!r} is not a plain file name in {self.path}")
+
+    def open(
+        self,
+        name: str,
+        flags: int = os.O_RDONLY,
+        mode: int = 0o600,
+        *,
+        owners: Iterable[int] | None = None,
+    ) -> int:
+        """A descriptor of the regular file `name` (created with `mode` when `flags` has
+        O_CREAT); refuses a link, a FIFO, a device, a file with other hard links, and a file
+        owned by a uid not in `owners`."""
+        self._check_name(name)
+        flags |= os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(name, flags, mode, dir_fd=self.fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode):
+                    raise UnsafeFile(f"{self.where(name)} is {_describe(st)}; refused") from None
+            raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafeFile(f"{self.where(name)} is {_describe(st)}; refused")
+            if st.st_nlink != 1:
+                raise UnsafeFile(
+                    f"{self.where(name)} has {st.st_nlink} hard links (another name points at "
+                    "the same file); refused"
+                )
+            if owners is not None and st.st_uid not in set(owners):
+                raise UnsafeFile(
+                    f"{self.where(name)} belongs to {_user(st.st_uid)}, which is not trusted here"
+                )
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def read(self, name: str, limit: int, *, owners: Iterable[int] | None = None) -> bytes:
+        """The whole file, refused when it is larger than `limit` bytes. FileNotFoundError when
+        it does not exist."""
+        fd = self.open(name, owners=owners)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := os.read(fd, min(1 << 16, limit + 1 - size)):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    raise UnsafeFile(f"{self.where(name)} is larger than {limit} bytes; refused")
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    def exists(self, name: str) -> bool:
+        self._check_name(name)
+        try:
+            os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def replace(
+        self,
+        name: str,
+        data: bytes,
+        mode: int = 0o600,
+        *,
+        owner: tuple[int, int] | None = None,
+    ) -> None:
+        """Atomically make `name` hold `data`: a new temporary file in this directory (O_EXCL,
+        O_NOFOLLOW), written, owned (`owner` as (uid, gid), when root), fsynced, renamed over
+        `name`, and the directory fsynced. On any error (ENOSPC included) the temporary file is
+        removed and `name` is left as it was."""
+        self._check_name(name)
+        temp = self.temp_name(name)
+        fd = os.open(
+            temp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            mode,
+            dir_fd=self.fd,
+        )
+        try:
+            try:
+                if owner is not None and os.geteuid() == 0:
+                    os.fchown(fd, *owner)  # before the mode: chown clears set-id bits
+                os.fchmod(fd, mode)
+                view = memoryview(data)
+                while view:  # os.write may write less than asked
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=self.fd)
+            raise
+        os.fsync(self.fd)
+
+    @staticmethod
+    def temp_name(name: str) -> str:
+        return f".{name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+
+    def remove_stale_temps(self, name: str) -> list[str]:
+        """Remove the temporary files of `name` that a kill left behind (regular files only;
+        anything else with such a name is left alone). Returns the names removed."""
+        self._check_name(name)
+        prefix = f".{name}."
+        removed = []
+        for entry in os.listdir(self.fd):
+            if not (entry.startswith(prefix) and entry.endswith(TEMP_SUFFIX)):
+                continue
+            with contextlib.suppress(OSError):
+                st = os.stat(entry, dir_fd=self.fd, follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode):
+                    os.unlink(entry, dir_fd=self.fd)
+                    removed.append(entry)
+        return removed

@@ -1,0 +1,144 @@
+"""safefile: each attack a user who can write the directory could try, performed for real, with
+the victim checked untouched afterwards. Owner checks use a throwaway uid (root only)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ddnsagent.errors import UnsafeFile
+from ddnsagent.safefile import Directory
+
+THROWAWAY_UID = 54321  # no such user: a numeric owner is all the checks look at
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown to another uid)")
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    path = tmp_path / "victim"
+    path.write_text("precious\n")
+    return path
+
+
+def test_a_planted_symlink_is_neither_read_nor_written(tmp_path: Path, victim: Path) -> None:
+    d = tmp_path / "dir"
+    d.mkdir()
+    (d / "state.json").symlink_to(victim)
+    with Directory(d) as directory:
+        with pytest.raises(UnsafeFile, match="symbolic link"):
+            directory.read("state.json", 1000)
+        with pytest.raises(UnsafeFile, match="symbolic link"):
+            directory.open("state.json", os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+        # Replacing the name swaps the link itself for our file; the target is not touched.
+        directory.replace("state.json", b"{}\n")
+    assert victim.read_text() == "precious\n"
+    assert not (d / "state.json").is_symlink() and (d / "state.json").read_bytes() == b"{}\n"
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "zone")
+    with Directory(tmp_path) as directory:
+        with pytest.raises(UnsafeFile, match="FIFO"):
+            directory.read("zone", 1000)  # would block for ever if it waited for a writer
+        with pytest.raises(UnsafeFile, match="FIFO"):
+            directory.open("zone", os.O_WRONLY)
+
+
+def test_a_hard_link_to_another_file_is_refused(tmp_path: Path, victim: Path) -> None:
+    d = tmp_path / "dir"
+    d.mkdir()
+    os.link(victim, d / "lock")
+    with Directory(d) as directory, pytest.raises(UnsafeFile, match="hard links"):
+        directory.open("lock", os.O_RDWR)
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_file_over_the_cap_is_refused_not_cut(tmp_path: Path) -> None:
+    (tmp_path / "big").write_bytes(b"x" * 5000)
+    with Directory(tmp_path) as directory:
+        assert directory.read("big", 5000) == b"x" * 5000
+        with pytest.raises(UnsafeFile, match="larger than 4999 bytes") as refused:
+            directory.read("big", 4999)
+    assert "xxx" not in str(refused.value)
+
+
+def test_a_directory_given_as_a_symlink_is_refused(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    with pytest.raises(UnsafeFile, match="symbolic link"):
+        Directory(tmp_path / "link")
+
+
+def test_names_with_a_slash_are_refused(tmp_path: Path) -> None:
+    with Directory(tmp_path) as directory:
+        for name in ("../x", "a/b", "..", ""):
+            with pytest.raises(UnsafeFile):
+                directory.open(name)
+
+
+def test_stale_temporary_files_are_removed_but_nothing_else(tmp_path: Path, victim: Path) -> None:
+    (tmp_path / ".state.json.0123456789ab.tmp").write_text("half")
+    (tmp_path / ".state.json.ffffffffffff.tmp").symlink_to(victim)
+    (tmp_path / "state.json").write_text("{}")
+    with Directory(tmp_path) as directory:
+        removed = directory.remove_stale_temps("state.json")
+    assert removed == [".state.json.0123456789ab.tmp"]
+    assert (tmp_path / ".state.json.ffffffffffff.tmp").is_symlink()  # not ours: left alone
+    assert victim.read_text() == "precious\n" and (tmp_path / "state.json").read_text() == "{}"
+
+
+@needs_root
+def test_a_file_of_a_foreign_owner_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "zone").write_text("$TTL 1h\n")
+    os.chown(tmp_path / "zone", THROWAWAY_UID, THROWAWAY_UID)
+    with Directory(tmp_path) as directory:
+        with pytest.raises(UnsafeFile, match=f"uid {THROWAWAY_UID}"):
+            directory.read("zone", 1000, owners={0})
+        assert directory.read("zone", 1000, owners={0, THROWAWAY_UID}) == b"$TTL 1h\n"
+
+
+@needs_root
+def test_a_directory_of_a_foreign_owner_is_refused(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    d.mkdir()
+    os.chown(d, THROWAWAY_UID, THROWAWAY_UID)
+    with pytest.raises(UnsafeFile, match="not trusted"):
+        Directory(d, owners={0})
+
+
+@needs_root
+def test_replace_gives_the_file_to_the_owner_asked(tmp_path: Path) -> None:
+    with Directory(tmp_path) as directory:
+        directory.replace("state.json", b"{}", 0o600, owner=(THROWAWAY_UID, THROWAWAY_UID))
+    st = (tmp_path / "state.json").stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (THROWAWAY_UID, THROWAWAY_UID, 0o600)
+
+
+def test_a_full_disk_leaves_the_old_file_and_no_temporary_file(tmp_path: Path) -> None:
+    """ENOSPC-like: the write fails half-way (a file size limit makes write() fail with EFBIG,
+    the same path as a full disk); the old content stays and the temporary file is gone."""
+    (tmp_path / "state.json").write_text("old\n")
+    script = (
+        "import resource, signal, sys\n"
+        "from ddnsagent.safefile import Directory\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+        f"d = Directory({str(tmp_path)!r})\n"
+        "try:\n"
+        "    d.replace('state.json', b'x' * 100000)\n"
+        "except OSError as exc:\n"
+        "    print(exc.errno)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert out.stdout.strip() == str(errno.EFBIG)
+    assert (tmp_path / "state.json").read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
