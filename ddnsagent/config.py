@@ -1,8 +1,10 @@
 """Configuration: TOML in, typed objects out.
 
-Everything that reads the user's file lives here (and in each provider's `from_table`, which
-uses the same `Table` reader), so every mistake is reported the same way: file, key path, what
-was found, what is valid. Unknown keys are errors: a typo must never silently disable a provider.
+This module reads [agent] and assembles the rest: each section is read by the module that owns
+it, through the same `Table` reader, so every mistake is reported the same way: file, key path,
+what was found, what is valid. Unknown keys are errors: a typo must never silently disable a
+provider. The owners of optional sections are imported only when the file has the section, so
+`status` and `check-config` of a small configuration load little.
 """
 
 from __future__ import annotations
@@ -12,19 +14,20 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddnsagent import providers
 from ddnsagent.detect.settings import DetectConfig
 from ddnsagent.detect.settings import from_table as parse_detect
 from ddnsagent.errors import ConfigError
-from ddnsagent.outputs.metrics_settings import MetricsConfig, parse_metrics
-from ddnsagent.outputs.notify_settings import NotifyConfig, parse_notify
 from ddnsagent.providers.base import Common
-from ddnsagent.relay.settings import ReconnectConfig, RelayConfig, parse_reconnect, parse_relay
 from ddnsagent.table import Table
-from ddnsagent.zones import registry as zone_registry
-from ddnsagent.zones.base import ZoneCommon
+
+if TYPE_CHECKING:  # the optional sections' types; their modules load when a section is there
+    from ddnsagent.outputs.metrics_settings import MetricsConfig
+    from ddnsagent.outputs.notify_settings import NotifyConfig
+    from ddnsagent.relay.settings import ReconnectConfig, RelayConfig
+    from ddnsagent.zones.base import ZoneCommon
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -109,11 +112,26 @@ def parse(data: dict[str, Any], path: Path) -> Config:
     detect = parse_detect(top.table("detect"))
     names: set[str] = set()  # providers and zones share one namespace (state, status)
     targets = _parse_plugins(top, "provider", providers.parse_settings, names)
-    zones = _parse_plugins(top, "zone", zone_registry.parse_settings, names)
-    relay = parse_relay(top.table("relay")) if top.has("relay") else None
-    reconnect = parse_reconnect(top.table("reconnect")) if top.has("reconnect") else None
-    metrics = parse_metrics(top.table("metrics")) if top.has("metrics") else None
-    notify = parse_notify(top.table("notify")) if top.has("notify") else None
+    zones: list[Any] = []
+    if top.has("zone"):
+        from ddnsagent.zones import registry  # lazy: only when [[zone]] is there
+
+        zones = _parse_plugins(top, "zone", registry.parse_settings, names)
+    relay = reconnect = metrics = notify = None
+    if top.has("relay") or top.has("reconnect"):
+        # lazy: only when [relay] or [reconnect] is there
+        from ddnsagent.relay.settings import parse_reconnect, parse_relay
+
+        relay = parse_relay(top.table("relay")) if top.has("relay") else None
+        reconnect = parse_reconnect(top.table("reconnect")) if top.has("reconnect") else None
+    if top.has("metrics"):
+        from ddnsagent.outputs.metrics_settings import parse_metrics  # lazy: only with [metrics]
+
+        metrics = parse_metrics(top.table("metrics"))
+    if top.has("notify"):
+        from ddnsagent.outputs.notify_settings import parse_notify  # lazy: only with [notify]
+
+        notify = parse_notify(top.table("notify"))
     top.finish()
     return Config(
         path,

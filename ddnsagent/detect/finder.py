@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from ddnsagent.address import IPAddress, refusal
-from ddnsagent.detect import command, dns, interface, web
+from ddnsagent.detect import web
 from ddnsagent.detect.settings import DetectConfig, Source
 from ddnsagent.errors import DetectError
 from ddnsagent.outcome import Detection
@@ -35,12 +35,19 @@ def expand(sources: tuple[Source, ...], family: int) -> list[Source]:
 async def ask(source: Source, family: int, cfg: DetectConfig) -> IPAddress:
     """One source's answer, checked against the accept policy."""
     if source.kind == "interface":
+        # lazy: netlink (600 lines) only for interface: sources
+        from ddnsagent.detect import interface
+
         return interface.lookup(source.arg, family, cfg.accept)
     if source.kind == "command":
+        from ddnsagent.detect import command  # lazy: only the source kinds configured
+
         address = await command.lookup(source.arg, family, cfg.timeout)
     elif source.kind == "web":
         address = await web.lookup(source.arg, family, cfg.timeout)
     else:
+        from ddnsagent.detect import dns  # lazy: only the source kinds configured
+
         address = await dns.lookup(source.arg, family, cfg.timeout)
     why = refusal(address, cfg.accept)
     if why:

@@ -6,7 +6,6 @@ import shlex
 from dataclasses import dataclass
 
 from ddnsagent.address import check_url
-from ddnsagent.detect.dns import parse_dns_source
 from ddnsagent.table import Table
 
 ACCEPT_POLICIES = ("global", "any")
@@ -86,6 +85,9 @@ def _source(t: Table, fam: str, index: int, text: str, insecure: bool) -> Source
         check_url(arg, insecure, lambda p, f=None: t.error(key, p, f))
     if kind == "dns":
         try:
+            # lazy: the dns: source's module only when one is written
+            from ddnsagent.detect.dns import parse_dns_source
+
             parse_dns_source(arg, 4 if fam == "ipv4" else 6)
         except ValueError as exc:
             raise t.error(key, str(exc)) from None
