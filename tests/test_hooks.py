@@ -169,7 +169,7 @@ def test_control_channel_closes_a_client_that_trickles(
             reader, writer = await asyncio.open_unix_connection(str(path))
             started = time.monotonic()
             for _ in range(40):  # 4 s at most
-                if reader.at_eof():
+                if reader.at_eof() or writer.is_closing():
                     break  # the daemon closed the connection, without an answer
                 with contextlib.suppress(ConnectionError):
                     writer.write(b" ")
@@ -183,7 +183,7 @@ def test_control_channel_closes_a_client_that_trickles(
     with caplog.at_level(logging.WARNING, logger="ddnsagent.control"):
         took = asyncio.run(scenario())
     assert took < 2.0
-    assert [r.getMessage() for r in caplog.records] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "ddnsagent.control"] == [
         "control socket: no request within 0.5 s; closed"
     ]
 
