@@ -134,35 +134,24 @@ class Daemon:
             await flush_queue(self.agent.config)
 
     async def control(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Requests from hook scripts and `ddnsagent reconnect`, answered when done."""
-        import ipaddress
-
-        cmd = request.get("cmd")
-        if cmd == "sync":
-            given = request.get("addresses") or None
-            addresses = None
-            if given:
-                addresses = {int(k): ipaddress.ip_address(v) for k, v in given.items()}
-            options = SyncOptions(
-                reason=str(request.get("reason", "hook")),
-                force=bool(request.get("force", False)),
-                addresses=addresses,
-            )
+        """Requests from hook scripts and `ddnsagent reconnect`, answered when done. What may be
+        asked is checked in control.parse_request (raises control.BadRequest, which the listener
+        answers): addresses pass the same accept policy as detected ones."""
+        cfg = self.agent.config
+        asked = control_mod.parse_request(request, cfg.detect.accept, cfg.families)
+        if isinstance(asked, control_mod.SyncRequest):
+            options = SyncOptions(reason=asked.reason, force=asked.force, addresses=asked.addresses)
             report = await self.agent.sync(options)
             await self._after_change(report)
             return {"ok": True, "report": report.as_dict()}
-        if cmd == "reconnect":
-            # lazy: the reconnect procedure only when someone asks for one
-            from ddnsagent.relay.reconnect import reconnect
+        # lazy: the reconnect procedure only when someone asks for one
+        from ddnsagent.relay.reconnect import reconnect
 
-            outcome = await reconnect(
-                self.agent,
-                "requested by hand",
-                ignore_cooldown=bool(request.get("ignore_cooldown")),
-            )
-            self.reconnected(outcome)
-            return {"ok": outcome.done, "message": outcome.message}
-        return {"ok": False, "error": f"unknown command {cmd!r}"}
+        outcome = await reconnect(
+            self.agent, "requested by hand", ignore_cooldown=asked.ignore_cooldown
+        )
+        self.reconnected(outcome)
+        return {"ok": outcome.done, "message": outcome.message}
 
     def _trigger(self, reason: str) -> None:
         """A sync as soon as possible. One may wait behind a running one (max_instances=2), so a

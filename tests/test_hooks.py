@@ -148,3 +148,66 @@ def test_reconnect_command_failure_reported(tmp_path: Path) -> None:
     assert result.returncode == 4 and "no link" in result.output
     missing = asyncio.run(process.run_async((str(tmp_path / "nope"),), 5))
     assert missing.returncode is None and "could not be started" in missing.problem
+
+
+def test_control_channel_closes_a_client_that_trickles(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that sends a byte now and then never holds a slot beyond the read timeout."""
+    import contextlib
+    import logging
+    import time
+
+    path = tmp_path / "c.sock"
+
+    async def handler(request: dict[str, object]) -> dict[str, object]:
+        raise AssertionError("must not be called")
+
+    async def scenario() -> float:
+        server = await control.serve(path, handler, read_timeout=0.5)
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(path))
+            started = time.monotonic()
+            for _ in range(40):  # 4 s at most
+                if reader.at_eof() or writer.is_closing():
+                    break  # the daemon closed the connection, without an answer
+                with contextlib.suppress(ConnectionError):
+                    writer.write(b" ")
+                    await writer.drain()
+                await asyncio.sleep(0.1)
+            writer.close()
+            return time.monotonic() - started
+        finally:
+            server.close()
+
+    with caplog.at_level(logging.WARNING, logger="ddnsagent.control"):
+        took = asyncio.run(scenario())
+    assert took < 2.0
+    assert [r.getMessage() for r in caplog.records if r.name == "ddnsagent.control"] == [
+        "control socket: no request within 0.5 s; closed"
+    ]
+
+
+@pytest.mark.parametrize("reply", [b"\xff\xfe not json\n", b"[1, 2]\n", b"{" * 3000 + b"\n"])
+def test_control_client_refuses_an_answer_that_is_not_a_daemons(
+    tmp_path: Path, reply: bytes
+) -> None:
+    """Root's hook talks to whatever listens at the path; a stranger's garbage is one clear
+    error (a DdnsagentError, which the command line prints in one line), not a traceback."""
+    path = tmp_path / "c.sock"
+
+    async def fake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    async def scenario() -> None:
+        server = await asyncio.start_unix_server(fake, path=str(path))
+        try:
+            await control.request(path, {"cmd": "sync"}, 5)
+        finally:
+            server.close()
+
+    with pytest.raises(control.BadAnswer, match="not a ddnsagent daemon's reply"):
+        asyncio.run(scenario())
