@@ -413,8 +413,10 @@ def _hook(args: argparse.Namespace, cfg: Any) -> int:
         path = cfg.agent.control_socket or control.default_socket_path()
         answer = await control.request(path, payload, args.timeout)
         if answer is not None:
+            if not answer.get("ok"):
+                return f"the daemon refused: {answer.get('error') or 'no reason given'}", EXIT_RETRY
             code = int(answer.get("report", {}).get("exit_code", EXIT_RETRY))
-            return "the daemon synced", code if answer.get("ok") else EXIT_RETRY
+            return "the daemon synced", code
         options = SyncOptions(reason=reason, addresses=addresses or None)
         report = await Agent(cfg).sync(options)
         return "synced (no daemon running)", report.exit_code
