@@ -4,6 +4,13 @@ Signals: SIGHUP reloads the configuration (a broken new file is reported and the
 SIGUSR1 asks for a sync now, SIGTERM/SIGINT end the daemon cleanly. A sync in flight when the
 daemon stops is cancelled; every outcome already written stays written, because the state is
 saved after each target and replaced atomically.
+
+SIGTERM ends the process within `EXIT_WITHIN` seconds whatever is blocked. The orderly shutdown
+is bounded step by step; a worker thread that is still blocked after it (an abandoned zone apply
+in a FIFO read, a provider call in a thread) is not waited for: the process leaves with
+`os._exit`. And should the event loop itself be blocked, so that the orderly shutdown cannot even
+begin, a thread armed by the signal handler ends the process at the deadline. Leaving that way
+is safe because every file the agent writes is replaced atomically.
 """
 
 from __future__ import annotations
@@ -11,7 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +39,11 @@ from ddnsagent.store import StateLock, Store
 from ddnsagent.sync import Agent, SyncOptions
 
 log = logging.getLogger(__name__)
+
+EXIT_WITHIN = 8.0  # seconds from SIGTERM to the end of the process, whatever is blocked
+NOTIFY_CLOSE = 2.0  # seconds for notifications still being sent at shutdown
+TASKS_END = 3.0  # seconds for cancelled tasks (a sync, the relay watch) to end
+THREADS_END = 1.0  # seconds for worker threads to end before the process leaves without them
 
 
 class Daemon:
@@ -48,6 +63,25 @@ class Daemon:
         self._metrics_server: Any = None
         self._textfile: asyncio.Future[None] | None = None
         self.agent.on_report.append(self._observe)
+        self._deadline = _ExitDeadline(EXIT_WITHIN)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def healthy(self) -> bool:
+        """What the systemd watchdog pings for (besides a loop that runs the ping at all): the
+        scheduler runs and no sync has outlived the sum of its parts' limits."""
+        return bool(self.scheduler is not None and self.scheduler.running) and (
+            not self.agent.overdue()
+        )
+
+    def _on_stop_signal(self, *_: Any) -> None:
+        """SIGTERM/SIGINT, as a Python handler rather than `loop.add_signal_handler`: Python runs
+        it in the main thread even when the event loop is blocked (the blocking call is
+        interrupted, the handler runs, the call resumes). It arms the exit deadline and asks the
+        loop to stop; it takes no lock and starts no thread (either could deadlock here)."""
+        self._deadline.arm()
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the exit is under way
+                self._loop.call_soon_threadsafe(self.stopping.set)
 
     # -- what the outside world hears ------------------------------------------------------------
 
@@ -257,13 +291,15 @@ class Daemon:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
         loop = asyncio.get_running_loop()
+        self._loop = loop
         self.scheduler = AsyncIOScheduler(event_loop=loop)
         StateLock.give_up_waiting(False)
         # Handlers first: a signal that arrives during start-up must not kill the process.
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         loop.add_signal_handler(signal.SIGUSR1, self._trigger, "signal")
+        self._deadline.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
+            signal.signal(sig, self._on_stop_signal)
         self._schedule()
         self.scheduler.start()
         a = self.agent.config.agent
@@ -292,15 +328,13 @@ class Daemon:
             )
         await self._start_outputs(None)
         self.sd.ready(f"checking every {int(a.interval)}s")
-        self._tasks.append(
-            asyncio.ensure_future(sdnotify.watchdog_loop(self.sd, lambda: self.scheduler.running))
-        )
+        self._tasks.append(asyncio.ensure_future(sdnotify.watchdog_loop(self.sd, self.healthy)))
         await self.stopping.wait()
         log.info("stopping")
         self.sd.stopping()
         if self._metrics_server is not None:
             self._metrics_server.close()
-        await self.notifier.aclose(3)
+        await self.notifier.aclose(NOTIFY_CLOSE)
         if server is not None:
             server.close()
             with contextlib.suppress(OSError):
@@ -318,9 +352,84 @@ class Daemon:
         for task in others:
             task.cancel()
         if others:
-            await asyncio.wait(others, timeout=5)
+            await asyncio.wait(others, timeout=TASKS_END)
         return 0
 
 
+class _ExitDeadline:
+    """A daemon thread that ends the process `seconds` after `arm()`, whatever else is blocked.
+
+    `arm()` is called from a signal handler, so it only writes a byte to a pipe: no lock, no
+    thread start, nothing that could wait for the interrupted code.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._pipe: tuple[int, int] | None = None
+
+    def start(self) -> None:
+        if self._pipe is not None:
+            return
+        self._pipe = os.pipe()
+        threading.Thread(target=self._wait, name="exit deadline", daemon=True).start()
+
+    def arm(self) -> None:
+        if self._pipe is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._pipe[1], b"!")
+
+    def _wait(self) -> None:
+        assert self._pipe is not None
+        os.read(self._pipe[0], 1)
+        time.sleep(self.seconds)
+        # Say why, if logging is still usable; a blocked log handler must not hold the exit back.
+        said = threading.Thread(
+            target=log.error,
+            args=("still not stopped %gs after the signal; leaving now", self.seconds),
+            daemon=True,
+        )
+        said.start()
+        said.join(0.5)
+        os._exit(EXIT_OK)
+
+
+def _leave_without_stuck_threads(code: int) -> None:
+    """Wait a moment for worker threads; when some are still blocked, leave without them.
+
+    The interpreter would join them at exit (ThreadPoolExecutor's workers are not daemon
+    threads, and `asyncio.to_thread` cannot be interrupted), which for a thread blocked in a FIFO
+    read is for ever."""
+    deadline = time.monotonic() + THREADS_END
+    main = threading.main_thread()
+    for thread in threading.enumerate():
+        if thread is not main and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t for t in threading.enumerate() if t is not main and t.is_alive() and not t.daemon]
+    if not stuck:
+        return
+    log.warning(
+        "%d worker thread(s) still blocked (an abandoned zone apply or provider call); "
+        "leaving without them",
+        len(stuck),
+    )
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
 def run(path: Path, cfg: config_mod.Config) -> int:
-    return asyncio.run(Daemon(path, cfg).main())
+    """`asyncio.run`, except that the end waits for worker threads only `THREADS_END` seconds
+    (asyncio.run waits for them without a limit)."""
+    daemon = Daemon(path, cfg)
+    loop = asyncio.new_event_loop()
+    try:
+        code = loop.run_until_complete(daemon.main())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()  # tells idle workers to end; does not wait for busy ones
+    _leave_without_stuck_threads(code)
+    return code

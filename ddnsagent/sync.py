@@ -4,16 +4,28 @@ This is the only module that decides *whether* to talk to a provider. It is poli
 construction: nothing is sent when the address is what the provider already has (unless the
 keepalive is due or the user forces it), a stopped target gets no request at all, and a target
 in back-off waits out its time even across restarts, because all of it lives in the state.
+
+Every part of a sync has a hard time limit, so one stuck part never holds the sync (and with it
+the state lock and every later sync) hostage: detection (`detect_limit`), each provider call
+(`provider_limit`), each zone apply (the zone's `timeout` key). A part past its limit is
+abandoned with an error in the report and the state, and the sync goes on with the rest. A zone
+apply runs in a thread of its own with its own event loop (`Apart`), because a backend may block
+in ways no cancellation reaches (a FIFO read, a blocking call on the loop itself): that thread
+may stay blocked, but it holds neither lock, and the zone is not applied again until it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import hashlib
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress
@@ -40,6 +52,12 @@ from ddnsagent.zones.registry import backend_for
 
 log = logging.getLogger(__name__)
 
+# Seconds a sync may take beyond the sum of its parts' limits (state writes, observers), before
+# the daemon calls it stuck and stops pinging the systemd watchdog.
+SYNC_SLACK = 30.0
+# tenacity's wait between two tries is at most this (see `_send_with_retries`).
+RETRY_WAIT_MAX = 30.0
+
 
 @dataclass
 class SyncOptions:
@@ -58,14 +76,21 @@ class Agent:
         # Called with every real sync's report (metrics, notifications, systemd status); here
         # and not in the daemon, because the relay watchdog syncs through the agent directly.
         self.on_report: list[Callable[[SyncReport], None]] = []
+        # Zone applies abandoned at their limit whose thread has not ended yet, by zone name.
+        self._applying: dict[str, Apart] = {}
+        self._since: float | None = None  # monotonic start of the sync in progress
 
     async def sync(self, options: SyncOptions) -> SyncReport:
         """One sync at a time in this process, and one across processes via the state lock."""
         async with self._running:
             cfg = self.config
             store = Store.of(cfg.agent)
-            async with store.edit_async(save=not options.dry_run) as state:
-                report = await self._sync_locked(cfg, store, state, options)
+            self._since = time.monotonic()
+            try:
+                async with store.edit_async(save=not options.dry_run) as state:
+                    report = await self._sync_locked(cfg, store, state, options)
+            finally:
+                self._since = None
         if not options.dry_run:
             for observer in self.on_report:
                 try:
@@ -73,6 +98,12 @@ class Agent:
                 except Exception:
                     log.exception("a report observer failed")
         return report
+
+    def overdue(self) -> bool:
+        """True when the sync in progress has run past `longest_sync`: something no limit
+        covers is stuck (a bug), and the daemon stops pinging the systemd watchdog."""
+        since = self._since
+        return since is not None and time.monotonic() - since > longest_sync(self.config)
 
     def known_address(self, family: int) -> str | None:
         """The address last detected for `family`, as recorded in the state."""
@@ -93,7 +124,7 @@ class Agent:
                 report.detections[family] = Detection(family, address, "given on the command line")
         else:
             families = cfg.families
-            found = await asyncio.gather(*(detect(cfg.detect, f) for f in families))
+            found = await asyncio.gather(*(_detect_bounded(cfg, f) for f in families))
             report.detections = dict(zip(families, found, strict=True))
         for family, d in report.detections.items():
             remember = d.address is not None and not options.dry_run
@@ -164,8 +195,16 @@ class Agent:
             entry.action = "dry-run"
             entry.message = f"would send ({why}): {provider.describe(family, address)}"
             return
+        limit = provider_limit(cfg, settings)
         try:
-            message = await self._send_with_retries(cfg, provider, family, address)
+            try:
+                async with asyncio.timeout(limit):
+                    message = await self._send_with_retries(cfg, provider, family, address)
+            except TimeoutError:
+                raise TransientError(
+                    f"no complete answer within {limit:g}s (the provider's limit per sync, from "
+                    "[detect] timeout and [agent] retries); abandoned"
+                ) from None
         except SecretUnavailable as exc:
             entry.action, entry.message = "config", str(exc)
             entry.fix = "fix the secret's source, then run again"
@@ -218,7 +257,7 @@ class Agent:
         async with http.client(bound, cfg.detect.timeout) as client:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(cfg.agent.retries),
-                wait=wait_exponential(multiplier=delay, max=30) + wait_random(0, delay),
+                wait=wait_exponential(multiplier=delay, max=RETRY_WAIT_MAX) + wait_random(0, delay),
                 retry=retry_if_exception(retryable),
                 reraise=True,
             ):
@@ -259,8 +298,26 @@ class Agent:
         if options.dry_run:
             entry.action, entry.message = "dry-run", f"would apply: {backend.describe(want)}"
             return
+        limit = settings.time_limit
         try:
-            message = await backend.apply(want)
+            running = self._applying.get(settings.name)
+            if running is not None and running.busy():
+                raise ZoneApplyError(
+                    f"the apply abandoned {time.monotonic() - running.started:.0f}s ago is still "
+                    "blocked; not starting another until it ends (look for what blocks it: a "
+                    "FIFO or a hung command)"
+                )
+            self._applying.pop(settings.name, None)
+            apart = Apart(f"zone {settings.name}", lambda: backend.apply(want))
+            try:
+                message = await apart.result(limit)
+            except TimeoutError:
+                self._applying[settings.name] = apart
+                raise ZoneApplyError(
+                    f"the apply did not finish within {limit:g}s and was abandoned; find what "
+                    "blocks it (a FIFO, a hung command or server), or raise the zone's `timeout` "
+                    "key if it is really that slow"
+                ) from None
         except (ZoneApplyError, SecretUnavailable, OSError) as exc:
             entry.action, entry.message = "failed", redact(str(exc))
             state.zones[settings.name] = replace(
@@ -279,6 +336,155 @@ class Agent:
         )
         log.info("zone %s: %s", settings.name, message)
         store.checkpoint()
+
+
+class Apart:
+    """One piece of async work run in a thread of its own, on an event loop of its own.
+
+    The agent's loop only waits for the result, at most a given time: work that blocks its
+    thread (a FIFO read in a worker, a blocking call made on the loop itself) cannot block the
+    daemon, its signals or its watchdog. Past the limit the work is cancelled on its own loop
+    (which ends a command run through `process.run_async`, group and all) and abandoned; its
+    thread may stay blocked (no thread can be killed), which `busy()` tells. The thread is a
+    daemon thread, and holds no lock of the agent's: it only ever returns a value.
+    """
+
+    def __init__(self, label: str, work: Callable[[], Awaitable[Any]]) -> None:
+        self.started = time.monotonic()
+        self._outer = asyncio.get_running_loop()
+        self._done: asyncio.Future[Any] = self._outer.create_future()
+        self._inner: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None = None
+        self._cancel = False
+        self._thread = threading.Thread(target=self._main, args=(work,), name=label, daemon=True)
+        self._thread.start()
+
+    def busy(self) -> bool:
+        """Whether the thread still runs (its work, or a worker thread the work started)."""
+        return self._thread.is_alive()
+
+    async def result(self, limit: float) -> Any:
+        """The work's result or exception; TimeoutError (and the work cancelled) after `limit`."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._done), limit)
+        except BaseException:  # the limit, or the agent's own sync cancelled (SIGTERM)
+            self.cancel()
+            raise
+
+    def cancel(self) -> None:
+        self._cancel = True
+        if self._inner is not None:
+            loop, task = self._inner
+            with contextlib.suppress(RuntimeError):  # that loop has ended already
+                loop.call_soon_threadsafe(task.cancel)
+
+    def _main(self, work: Callable[[], Awaitable[Any]]) -> None:
+        loop = asyncio.new_event_loop()
+        workers = _DaemonWorkers()
+        loop.set_default_executor(workers)
+        outcome: tuple[Any, BaseException | None]
+        try:
+            task = asyncio.ensure_future(work(), loop=loop)
+            self._inner = (loop, task)
+            if self._cancel:
+                task.cancel()
+            outcome = (loop.run_until_complete(task), None)
+        except BaseException as exc:  # delivered to the agent's loop, raised there
+            outcome = (None, exc)
+        finally:
+            workers.shutdown()  # `busy()` until the worker threads the work started end too
+            loop.close()
+        with contextlib.suppress(RuntimeError):  # the agent's loop is closed: it has stopped
+            self._outer.call_soon_threadsafe(self._deliver, outcome)
+
+    def _deliver(self, outcome: tuple[Any, BaseException | None]) -> None:
+        if self._cancel or self._done.done():
+            return  # abandoned: nobody waits for it any more
+        value, exc = outcome
+        if exc is not None:
+            self._done.set_exception(exc)
+        else:
+            self._done.set_result(value)
+
+
+class _DaemonWorkers(concurrent.futures.ThreadPoolExecutor):
+    """`asyncio.to_thread` for `Apart`: each call in a daemon thread of its own. The pool's own
+    workers are joined when the interpreter exits, so one blocked for ever in a FIFO read would
+    keep a `notify-now` or a hook from ever ending."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)  # starts no thread; `submit` below starts them
+        self._started: list[threading.Thread] = []
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def call() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # handed to whoever awaits the future
+                future.set_exception(exc)
+
+        thread = threading.Thread(target=call, daemon=True)
+        self._started.append(thread)
+        thread.start()
+        return future
+
+    def shutdown(self, wait: bool = True, **_: Any) -> None:
+        if wait:
+            for thread in self._started:
+                thread.join()
+
+
+def detect_limit(cfg: Config, family: int) -> float:
+    """How long detecting `family` may take in all: every source asked in turn, each within
+    three `[detect] timeout`s (an HTTP request may spend one connecting, one sending and one
+    waiting for the answer), plus one more for good measure."""
+    return 3 * cfg.detect.timeout * (len(cfg.detect.sources(family)) + 1)
+
+
+def provider_limit(cfg: Config, settings: Common) -> float:
+    """How long one provider call (one family, its retries included) may take in all.
+
+    The HTTP timeout (`[detect] timeout`) bounds each connect, send and wait for a byte, but not
+    a request as a whole: a server that trickles its answer a byte at a time keeps it alive for
+    ever, as would a provider whose own code hangs. So the whole call also has a limit, never
+    shorter than what the timeouts and retries allow on their own: each try three HTTP timeouts
+    (or the provider's own `timeout` plus 5 s, when it has one and it is longer), and the
+    longest wait tenacity makes between tries. A provider's share of a sync is at most this per
+    family it updates.
+    """
+    per_try = 3 * cfg.detect.timeout
+    own = getattr(settings, "timeout", None)  # lexicon and rfc2136 have their own
+    if isinstance(own, int | float):
+        per_try = max(per_try, own + 5)
+    a = cfg.agent
+    waits = sum(
+        min(RETRY_WAIT_MAX, a.retry_delay * 2**k) + a.retry_delay for k in range(a.retries - 1)
+    )
+    return a.retries * per_try + waits
+
+
+def longest_sync(cfg: Config) -> float:
+    """The longest a sync can take with every part at its limit (see `Agent.overdue`)."""
+    detection = max((detect_limit(cfg, f) for f in cfg.families), default=0.0)
+    parts = [provider_limit(cfg, p) * len(p.families()) for p in cfg.providers]
+    parts += [z.time_limit for z in cfg.zones]
+    return cfg.agent.lock_timeout + detection + max(parts, default=0.0) + SYNC_SLACK
+
+
+async def _detect_bounded(cfg: Config, family: int) -> Detection:
+    limit = detect_limit(cfg, family)
+    try:
+        async with asyncio.timeout(limit):
+            return await detect(cfg.detect, family)
+    except TimeoutError:
+        note = f"detection did not finish within {limit:g}s and was abandoned"
+        log.warning("IPv%d: %s", family, note)
+        return Detection(family, None, None, [note])
 
 
 def _due(

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 from ddnsagent.address import IPAddress
 from ddnsagent.table import Table
 
+DEFAULT_TIMEOUT = 30.0  # seconds; the issue asks for no default above 30 s
+
 
 @dataclass(frozen=True)
 class ZoneCommon:
@@ -28,6 +30,11 @@ class ZoneCommon:
     prefix_length: int
     ttl: int
     verify: tuple[str, int] | None  # server to ask after applying
+    # The hard limit of one apply, from the zone's `timeout` key: past it the agent abandons the
+    # apply with an error (sync.Apart). The zonefile and rfc2136 backends read the same key as
+    # the limit of each command / query they run. Keyword-only with a default, so that it never
+    # collides with a backend's own positional fields.
+    time_limit: float = field(default=DEFAULT_TIMEOUT, kw_only=True)
 
     def fqdn(self, name: str) -> str:
         return self.origin if name == "@" else f"{name}.{self.origin}"
@@ -67,6 +74,11 @@ def read_common(t: Table) -> dict[str, Any]:
         from ddnsagent.dnsclient import read_server
 
         verify = read_server(t, "verify", 53)
+    time_limit = t.duration("timeout", DEFAULT_TIMEOUT)
+    if time_limit <= 0:
+        raise t.error(
+            "timeout", f"found {time_limit:g}s, must be more than 0", 'e.g. timeout = "30s"'
+        )
     return {
         "name": name,
         "type": t.string("type"),
@@ -76,6 +88,7 @@ def read_common(t: Table) -> dict[str, Any]:
         "prefix_length": t.integer("prefix_length", 64, minimum=1),
         "ttl": t.integer("ttl", 300, minimum=0),
         "verify": verify,
+        "time_limit": time_limit,
     }
 
 
