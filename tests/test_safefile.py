@@ -225,7 +225,7 @@ def test_in_a_sticky_directory_only_entries_of_a_writer_are_used(tmp_path: Path)
     shared.mkdir()
     shared.chmod(0o1777)
     (shared / "ours").mkdir()
-    _as_throwaway(shared, f"os.mkdir('theirs', dir_fd=d)\nos.symlink('ours', 'link', dir_fd=d)")
+    _as_throwaway(shared, "os.mkdir('theirs', dir_fd=d)\nos.symlink('ours', 'link', dir_fd=d)")
     Directory.on_trusted_path(shared / "ours", writers={0}).close()
     with pytest.raises(UnsafeFile, match=f"belongs to uid {THROWAWAY_UID} in the shared"):
         Directory.on_trusted_path(shared / "theirs", writers={0})
