@@ -8,6 +8,10 @@ on its own: one of the wrong type is dropped with a warning and the rest is kept
 ever trips over it. Writers (the daemon, `notify-now`, hook scripts, `reset`) go through
 `Store.edit()`, which holds an exclusive lock beside the file, so they queue instead of racing.
 
+The directory belongs to the service user and root works in it too, so every file in it is
+opened the way safefile.py opens files in a hostile directory (see "the file" below): a link,
+a FIFO, a hard link or a foreign owner is refused with an UnsafeFile naming it.
+
 The JSON keys are written here and nowhere else.
 """
 
