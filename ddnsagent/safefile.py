@@ -30,6 +30,8 @@ from pathlib import Path
 from ddnsagent.errors import UnsafeFile
 
 TEMP_SUFFIX = ".tmp"
+MAX_LINKS = 40  # as the kernel's limit on symbolic links in one lookup
+MAX_STEPS = 4096  # path components looked up, links included
 
 
 def _describe(st: os.stat_result) -> str:
@@ -54,6 +56,20 @@ def _user(uid: int) -> str:
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
     except (KeyError, ImportError):
         return f"uid {uid}"
+
+
+# Directories on the way are opened only to look names up in them (no read permission needed).
+_PATH_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def _who_else_may_write(st: os.stat_result, writers: frozenset[int]) -> str | None:
+    """Why someone outside `writers` could change the entries of the directory `st`, or None.
+    A sticky directory counts as safe here; its entries are checked one by one."""
+    if st.st_uid not in writers:
+        return f"belongs to {_user(st.st_uid)}"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+        return f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
 
 
 class Directory:
@@ -92,6 +108,103 @@ class Directory:
             raise UnsafeFile(
                 f"{self.path} belongs to {_user(st.st_uid)}, which is not trusted here"
             )
+
+    @classmethod
+    def on_trusted_path(
+        cls,
+        path: Path | str,
+        *,
+        writers: Iterable[int],
+        owners: Iterable[int] | None = None,
+        create: bool = False,
+        mode: int = 0o700,
+    ) -> Directory:
+        """Open the directory `path` by walking it from "/", one component at a time, so that
+        nobody outside `writers` can have steered where it leads (OpenSSH's safe_path() and
+        Postfix's trusted-path checks make the same demand).
+
+        Every directory a name is looked up in must belong to one of `writers` and be writable
+        by nobody else; in a sticky directory (/tmp) the entry itself must belong to one of
+        `writers`. A symbolic link on the way is followed only under that same rule (so only a
+        writer can have made it); the last component must not be a link at all. `owners`: the
+        uids the directory itself may belong to (None: anyone — its place was chosen by a
+        writer). `create`: make missing components with `mode`. FileNotFoundError when a
+        component is missing and `create` is False; UnsafeFile for everything refused.
+        """
+        writers = frozenset(writers)
+        where = Path(path).absolute()
+        todo = list(reversed(where.parts[1:]))  # a stack: the next component last
+        at = Path("/")
+        cur = os.open("/", _PATH_FLAGS)
+        try:
+            links = steps = 0
+            while todo:
+                steps += 1
+                if steps > MAX_STEPS:
+                    raise UnsafeFile(f"{where}: too many path components; refused")
+                name = todo.pop()
+                if name in ("", "."):
+                    continue
+                holder = os.fstat(cur)
+                why = _who_else_may_write(holder, writers)
+                if why:
+                    raise UnsafeFile(
+                        f"{at} {why}, so someone else could redirect {where}; refused — use "
+                        "a directory whose parents only root can change"
+                    )
+                sticky = bool(holder.st_mode & stat.S_ISVTX)
+                try:
+                    fd = os.open(name, _PATH_FLAGS | os.O_NOFOLLOW, dir_fd=cur)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(name, mode, dir_fd=cur)
+                    fd = os.open(name, _PATH_FLAGS | os.O_NOFOLLOW, dir_fd=cur)
+                except OSError:  # a link (ELOOP), or not a directory (ENOTDIR)
+                    st = os.stat(name, dir_fd=cur, follow_symlinks=False)
+                    if not stat.S_ISLNK(st.st_mode):
+                        raise UnsafeFile(f"{at / name} is {_describe(st)}; refused") from None
+                    if not todo:
+                        raise UnsafeFile(
+                            f"{at / name} is a symbolic link; give the real directory instead"
+                        ) from None
+                    if sticky and st.st_uid not in writers:
+                        raise UnsafeFile(
+                            f"{at / name} is a symbolic link of {_user(st.st_uid)} in the "
+                            f"shared directory {at}; refused"
+                        ) from None
+                    links += 1
+                    if links > MAX_LINKS:
+                        raise UnsafeFile(f"{where}: too many symbolic links; refused") from None
+                    target = os.readlink(name, dir_fd=cur)
+                    if target.startswith("/"):
+                        os.close(cur)
+                        cur = -1
+                        cur, at = os.open("/", _PATH_FLAGS), Path("/")
+                    todo.extend(reversed(Path(target).parts[1 if target.startswith("/") else 0 :]))
+                    continue
+                st = os.fstat(fd)
+                if sticky and st.st_uid not in writers:
+                    os.close(fd)
+                    raise UnsafeFile(
+                        f"{at / name} belongs to {_user(st.st_uid)} in the shared directory "
+                        f"{at}; refused"
+                    )
+                os.close(cur)
+                cur, at = fd, (at.parent if name == ".." else at / name)
+            final = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=cur)
+        finally:
+            if cur >= 0:
+                os.close(cur)
+        self = cls.__new__(cls)
+        self.path, self.fd = where, final
+        st = os.fstat(final)
+        self.uid, self.gid = st.st_uid, st.st_gid
+        if owners is not None and st.st_uid not in set(owners):
+            self.close()
+            raise UnsafeFile(f"{where} belongs to {_user(st.st_uid)}, which is not trusted here")
+        return self
 
     def __enter__(self) -> Directory:
         return self

@@ -8,6 +8,10 @@ on its own: one of the wrong type is dropped with a warning and the rest is kept
 ever trips over it. Writers (the daemon, `notify-now`, hook scripts, `reset`) go through
 `Store.edit()`, which holds an exclusive lock beside the file, so they queue instead of racing.
 
+The directory belongs to the service user and root works in it too, so every file in it is
+opened the way safefile.py opens files in a hostile directory (see "the file" below): a link,
+a FIFO, a hard link or a foreign owner is refused with an UnsafeFile naming it.
+
 The JSON keys are written here and nowhere else.
 """
 
@@ -15,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import json
 import logging
 import math
 import os
+import stat
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -27,7 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ddnsagent.errors import DdnsagentError, StateLockTimeout
+from ddnsagent import safefile
+from ddnsagent.errors import DdnsagentError, StateLockTimeout, UnsafeFile
+from ddnsagent.safefile import Directory
 
 log = logging.getLogger(__name__)
 
@@ -501,6 +509,16 @@ def _recovery_json(r: Recovery) -> dict[str, Any]:
 
 
 # -- the file ------------------------------------------------------------------------------------
+#
+# Who owns what in the state directory (/var/lib/ddnsagent, made by systemd's StateDirectory=):
+# the directory and everything in it belong to the service user. Root (pppd's hook, `reconnect`,
+# `notify-now` by hand) works in it too, so it treats the directory as hostile: the path to it
+# must be one only root can have steered (safefile.Directory.on_trusted_path), and every file is
+# opened by name in the opened directory, never following a link, only when it is a regular file
+# with one link belonging to root or to the directory's owner. What root creates there is given
+# to the directory's owner, so the service can go on using it.
+
+STATE_LIMIT = 16 << 20  # the state is a few KB; a file this large is not one we wrote
 
 
 class StoreSettings(Protocol):
@@ -513,6 +531,90 @@ class StoreSettings(Protocol):
     def lock_timeout(self) -> float: ...
 
 
+def open_directory(directory: Path, *, create: bool) -> Directory | None:
+    """The state directory, opened; None when it does not exist and `create` is False.
+
+    As root: every directory on the way must be root's alone, and the state directory itself
+    may belong to anyone (the service user) but must not be a link. As anyone else: it must not
+    be a link and must belong to us or to root. In both cases it must be writable by its owner
+    only, or others could plant files in it."""
+    euid = os.geteuid()
+    try:
+        if euid == 0:
+            opened = Directory.on_trusted_path(directory, writers={0}, create=create)
+        else:
+            if not create and not os.path.lexists(directory):
+                return None
+            if create:
+                directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            opened = Directory(directory, owners={0, euid}, create=create)
+    except FileNotFoundError:
+        if not create:
+            return None
+        raise DdnsagentError(
+            f"cannot create the state directory {directory}: a parent is missing — "
+            "set [agent] state_dir to a writable directory"
+        ) from None
+    except UnsafeFile as exc:
+        raise UnsafeFile(f"state directory: {exc}") from None
+    except OSError as exc:
+        raise DdnsagentError(
+            f"cannot {'create' if create else 'open'} the state directory {directory}: "
+            f"{exc.strerror} — set [agent] state_dir to a writable directory"
+        ) from None
+    mode = stat.S_IMODE(os.fstat(opened.fd).st_mode)
+    if mode & 0o022:
+        opened.close()
+        raise UnsafeFile(
+            f"the state directory {directory} is writable by group or others (mode {mode:04o}), "
+            f"so they could plant files in it — run: chmod 700 {directory}"
+        )
+    return opened
+
+
+def _trusted(d: Directory) -> set[int]:
+    """Who may own a file in the state directory: root, its owner, and we who write there."""
+    return {0, d.uid, os.geteuid()}
+
+
+def _refused(exc: UnsafeFile) -> UnsafeFile:
+    return UnsafeFile(
+        f"{exc} — ddnsagent never makes links, FIFOs or hard links in its state directory, and "
+        "all its files there belong to the directory's owner: find out who made this, then "
+        "remove it"
+    )
+
+
+def open_lock_file(directory: Path, name: str) -> int:
+    """A descriptor of the lock file `name` in the state directory (made when missing), for
+    flock(). Refuses a link, a FIFO, a hard link or a foreign owner; never truncates."""
+    d = open_directory(directory, create=True)
+    assert d is not None
+    with d:
+        try:
+            fd = d.open(name, os.O_RDWR | os.O_CREAT, 0o600, owners=_trusted(d))
+        except UnsafeFile as exc:
+            raise _refused(exc) from None
+        except OSError as exc:
+            raise DdnsagentError(
+                f"cannot open the lock {d.where(name)}: {exc.strerror} — "
+                "set [agent] state_dir to a writable directory"
+            ) from None
+        _give_to_owner(fd, d)
+        return fd
+
+
+def _give_to_owner(fd: int, d: Directory) -> None:
+    """Root (a hook, `notify-now` by hand) writing into the service's own state directory must
+    leave files the service can still use: they take the directory's owner."""
+    if os.geteuid() != 0 or d.uid == 0:
+        return
+    with contextlib.suppress(OSError):
+        st = os.fstat(fd)
+        if (st.st_uid, st.st_gid) != (d.uid, d.gid):
+            os.fchown(fd, d.uid, d.gid)
+
+
 class Store:
     """The state file and its lock. `load()` for readers; `edit()` / `edit_async()` for writers."""
 
@@ -521,6 +623,7 @@ class Store:
         self.path = directory / FILENAME
         self.lock_timeout = lock_timeout
         self._editing: AgentState | None = None
+        self._dir: Directory | None = None
 
     @classmethod
     def of(cls, agent: StoreSettings) -> Store:
@@ -529,10 +632,19 @@ class Store:
 
     def load(self) -> AgentState:
         """A snapshot for readers (status, metrics); takes no lock, since saves are atomic."""
+        d = open_directory(self.directory, create=False)
+        if d is None:
+            return AgentState()
+        with d:
+            return self._load(d)
+
+    def _load(self, d: Directory) -> AgentState:
         try:
-            raw = self.path.read_bytes()
+            raw = d.read(FILENAME, STATE_LIMIT, owners=_trusted(d))
         except FileNotFoundError:
             return AgentState()
+        except UnsafeFile as exc:
+            raise _refused(exc) from None
         except OSError as exc:
             raise DdnsagentError(f"cannot read {self.path}: {exc.strerror}") from None
         try:
@@ -540,16 +652,16 @@ class Store:
             if not isinstance(data, dict):
                 raise ValueError(f"not a JSON object but {type(data).__name__}")
             if data.get("version") != VERSION:
-                raise ValueError(f"unknown version {data.get('version')!r}")
+                raise ValueError(f"unknown version {data.get('version')!r:.40}")
         except (ValueError, RecursionError) as exc:
-            aside = self._aside_path()
+            aside = self._aside_name(d)
             with contextlib.suppress(OSError):
-                os.replace(self.path, aside)
+                os.replace(FILENAME, aside, src_dir_fd=d.fd, dst_dir_fd=d.fd)
             log.warning(
                 "state file %s was unreadable (%s); moved aside to %s and starting fresh",
                 self.path,
                 str(exc)[:100] or type(exc).__name__,
-                aside,
+                d.where(aside),
             )
             return AgentState()
         check = _Checker()
@@ -592,70 +704,67 @@ class Store:
 
     @contextlib.contextmanager
     def _editing_state(self, save: bool) -> Iterator[AgentState]:
-        state = self.load()
-        self._editing = state
-        try:
-            yield state
-            if save:
-                self._write(state)
-        finally:
-            self._editing = None
+        d = open_directory(self.directory, create=True)
+        assert d is not None
+        with d:
+            self._remove_leftovers(d)
+            state = self._load(d)
+            self._editing, self._dir = state, d
+            try:
+                yield state
+                if save:
+                    self._write(d, state)
+            finally:
+                self._editing = self._dir = None
 
     def checkpoint(self) -> None:
         """Save the state being edited now, so an outcome survives a kill later in the edit."""
-        if self._editing is None:
+        if self._editing is None or self._dir is None:
             raise RuntimeError("checkpoint() outside edit()")
-        self._write(self._editing)
+        self._write(self._dir, self._editing)
 
-    def ensure_dir(self) -> None:
-        try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DdnsagentError(
-                f"cannot create the state directory {self.directory}: {exc.strerror} — "
-                "set [agent] state_dir to a writable directory"
-            ) from None
+    def _remove_leftovers(self, d: Directory) -> None:
+        """Temporary files of a save that a kill interrupted; only under the lock, where no
+        other save can be under way. Anything else with such a name is reported, not touched."""
+        for name in d.remove_stale_temps(FILENAME):
+            log.info("removed %s, left behind by an interrupted save", d.where(name))
+        prefix, suffix = f".{FILENAME}.", safefile.TEMP_SUFFIX
+        for name in os.listdir(d.fd)[:10_000]:
+            if name.startswith(prefix) and name.endswith(suffix):
+                with contextlib.suppress(OSError):
+                    st = os.stat(name, dir_fd=d.fd, follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode):
+                        continue
+                    log.warning(
+                        "%s is %s where ddnsagent keeps temporary files; not opened, left alone — "
+                        "find out who made it, then remove it",
+                        d.where(name),
+                        "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file",
+                    )
 
-    def _aside_path(self) -> Path:
+    def _aside_name(self, d: Directory) -> str:
         """A name no earlier corrupt file has, so a second one in a second keeps the first."""
         base = f"{FILENAME}.corrupt-{int(time.time())}"
         for n in range(1000):
-            aside = self.path.with_name(base if n == 0 else f"{base}.{n}")
-            if not aside.exists():
+            aside = base if n == 0 else f"{base}.{n}"
+            if not d.exists(aside):
                 return aside
-        return self.path.with_name(f"{base}.{os.getpid()}")
+        return f"{base}.{os.getpid()}"
 
-    def _write(self, state: AgentState) -> None:
-        """Replace the file atomically; only ever called under the lock."""
-        self.ensure_dir()
+    def _write(self, d: Directory, state: AgentState) -> None:
+        """Replace the file atomically; only ever called under the lock. On any failure (a full
+        disk) the file keeps what it held and the temporary file is gone."""
         payload = json.dumps(to_json(state), indent=1, sort_keys=True).encode() + b"\n"
-        tmp = self.path.with_name(f".{FILENAME}.tmp")  # saves happen under the state lock
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            give_to_directory_owner(fd, self.directory)
-            view = memoryview(payload)
-            while view:  # os.write may write less than asked
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def give_to_directory_owner(fd: int, directory: Path) -> None:
-    """Root (a hook, `notify-now` by hand) writing into the service's own state directory must
-    leave files the service can still read: they take the directory's owner."""
-    if os.geteuid() != 0:
-        return
-    with contextlib.suppress(OSError):
-        st = os.stat(directory)
-        if st.st_uid != 0:
-            os.fchown(fd, st.st_uid, st.st_gid)
+            d.replace(FILENAME, payload, 0o600, owner=(d.uid, d.gid))
+        except OSError as exc:
+            raise DdnsagentError(
+                f"cannot save the state in {self.path}: {exc.strerror} — it still holds what it "
+                f"held before this run; free space on the file system of {self.directory}"
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                else f"cannot save the state in {self.path}: {exc.strerror} — it still holds "
+                "what it held before this run"
+            ) from None
 
 
 class StateLock:
@@ -680,15 +789,7 @@ class StateLock:
 
     def acquire(self) -> None:
         path = self.directory / "lock"
-        try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            give_to_directory_owner(fd, self.directory)
-        except OSError as exc:
-            raise DdnsagentError(
-                f"cannot open the state lock {path}: {exc.strerror} — "
-                "set [agent] state_dir to a writable directory"
-            ) from None
+        fd = open_lock_file(self.directory, "lock")
         deadline = time.monotonic() + self.timeout
         while True:
             try:

@@ -7,8 +7,10 @@ own keys through a `Table`; `config.py` only assembles the sections.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import importlib
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +23,40 @@ from ddnsagent.secrets import Secret, check_private_file
 
 MISSING: Any = object()
 
+# A key holds a secret when `Table.secret` reads it inline, or when a word of its name says so
+# (`token`, `api_key`, a `credentials` table, `[notify] urls`): its value is never shown in a
+# message, whatever its type — a mistyped password must not reach the journal through
+# `check-config` (which systemd's ExecReload runs). `…_file` and `…_env` say where a secret
+# is, not what it is, and are shown.
+SECRET_WORDS = frozenset(
+    {
+        *("password", "passwd", "pass", "pin", "token", "secret", "secrets", "key", "apikey"),
+        *("credential", "credentials", "auth", "urls"),
+    }
+)
+_WORD = re.compile(r"[^a-z0-9]+")
+# The authority of a URL ("user:password@host"), scheme and "//" optional.
+_AUTHORITY = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:)?(?://)?([^/?#]*)")
+
+
+def _kind(value: Any) -> str:
+    """What a TOML value is, without showing it."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, datetime.date | datetime.time):
+        return "a date or time"
+    return type(value).__name__
+
 
 class Table:
     """A view on one TOML table that remembers its key path and which keys were read."""
@@ -30,12 +66,26 @@ class Table:
         self.path = path
         self.file = file
         self._seen: set[str] = set()
+        self._secrets: set[str] = set()  # keys `secret()` reads inline
 
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
 
     def error(self, name: str, problem: str, fix: str | None = None) -> ConfigError:
         return ConfigError(self.file, self.key(name), problem, fix)
+
+    def holds_secret(self, name: str) -> bool:
+        if name in self._secrets:
+            return True
+        if name.endswith(("_file", "_env")):
+            return False
+        return not SECRET_WORDS.isdisjoint(_WORD.split(self.key(name).lower()))
+
+    def found(self, name: str, value: Any) -> str:
+        """ "found VALUE" for a message — or only its kind when `name` holds a secret."""
+        if self.holds_secret(name):
+            return f"found {_kind(value)} (not shown: {self.key(name)} holds a secret)"
+        return f"found {value!r}"
 
     def has(self, name: str) -> bool:
         return name in self.data
@@ -53,7 +103,7 @@ class Table:
         if value is default and name not in self.data:
             return value
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.error(name, f"found {value!r}, expected {label}")
+            raise self.error(name, f"{self.found(name, value)}, expected {label}")
         return value
 
     def string(
@@ -64,7 +114,9 @@ class Table:
             options = list(choices)
             if value not in options:
                 raise self.error(
-                    name, f"found {value!r}; valid: {', '.join(options)}", _suggest(value, options)
+                    name,
+                    f"{self.found(name, value)}; valid: {', '.join(options)}",
+                    _suggest(value, options),
                 )
         return value
 
@@ -74,35 +126,53 @@ class Table:
     def integer(self, name: str, default: Any = MISSING, minimum: int | None = None) -> Any:
         value = self._typed(name, int, "an integer", default)
         if minimum is not None and name in self.data and value < minimum:
-            raise self.error(name, f"found {value}, must be at least {minimum}")
+            raise self.error(name, f"{self.found(name, value)}, must be at least {minimum}")
         return value
 
     def duration(self, name: str, default: Any = MISSING) -> Any:
         value = self.raw(name, default)
         if name not in self.data:
             return value
+        secret = self.holds_secret(name)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            raise self.error(name, f"found {value!r}", f'write it with a unit, e.g. "{value}s"')
+            example = "5m" if secret else f"{value}s"
+            raise self.error(
+                name, self.found(name, value), f'write it with a unit, e.g. "{example}"'
+            )
         if not isinstance(value, str):
-            raise self.error(name, f'found {value!r}, expected a duration such as "5m"')
+            raise self.error(name, f'{self.found(name, value)}, expected a duration such as "5m"')
         try:
             return parse_duration(value)
         except ValueError as exc:
-            raise self.error(name, str(exc)) from None
+            problem = 'is not a duration such as "5m"' if secret else str(exc)
+            raise self.error(name, problem) from None
 
     def str_list(self, name: str, default: Any = MISSING) -> Any:
         value = self.raw(name, default)
         if name not in self.data:
             return value
         if isinstance(value, str):
-            raise self.error(name, f"found {value!r}, expected a list", f'write ["{value}"]')
+            fix = 'write ["…"]' if self.holds_secret(name) else f'write ["{value}"]'
+            raise self.error(name, f"{self.found(name, value)}, expected a list", fix)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.error(name, f"found {value!r}, expected a list of strings")
+            raise self.error(name, f"{self.found(name, value)}, expected a list of strings")
         return list(value)
 
     def url(self, name: str, default: Any = MISSING, insecure_http: bool = False) -> Any:
         value = self.string(name, default)
-        if name in self.data:
+        if name not in self.data:
+            return value
+        authority = _AUTHORITY.match(value)
+        if authority is not None and "@" in authority.group(1):
+            raise self.error(
+                name,
+                "must not carry credentials in the URL (the URL is not shown for that reason)",
+                "use the password/token keys",
+            )
+        if self.holds_secret(name):
+            problem = f"is not an acceptable URL (not shown: {self.key(name)} holds a secret)"
+            check_url(value, insecure_http, lambda p, f=None: self.error(name, problem, f))
+        else:
             check_url(value, insecure_http, lambda p, f=None: self.error(name, p, f))
         return value
 
@@ -121,7 +191,17 @@ class Table:
                 f'{prefix}_env = "VAR", or {prefix} = "…"',
             )
         key = given[0]
-        value = self.string(key)
+        if key == prefix:
+            self._secrets.add(key)
+            value = self.raw(key)
+            if not isinstance(value, str):
+                raise self.error(
+                    key,
+                    f"{self.found(key, value)}, expected a string",
+                    f'write it in quotes: {key} = "…"',
+                )
+        else:
+            value = self.string(key)
         if not value:
             raise self.error(key, "is empty")
         if key == prefix:
@@ -139,7 +219,7 @@ class Table:
     def table(self, name: str) -> Table:
         value = self.raw(name, {})
         if not isinstance(value, dict):
-            raise self.error(name, f"found {value!r}, expected a table")
+            raise self.error(name, f"{self.found(name, value)}, expected a table")
         return Table(value, self.key(name), self.file)
 
     def finish(self) -> None:

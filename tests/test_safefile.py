@@ -142,3 +142,104 @@ def test_a_full_disk_leaves_the_old_file_and_no_temporary_file(tmp_path: Path) -
     assert out.stdout.strip() == str(errno.EFBIG)
     assert (tmp_path / "state.json").read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+# -- the path to a directory: nobody but the writers can have steered it -------------------------
+
+WRITERS = {0, os.geteuid()}
+
+
+def test_a_trusted_path_is_walked_and_missing_directories_are_made(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        Directory.on_trusted_path(tmp_path / "a" / "b", writers=WRITERS)
+    assert not (tmp_path / "a").exists()
+    with Directory.on_trusted_path(tmp_path / "a" / "b", writers=WRITERS, create=True) as d:
+        d.replace("state.json", b"{}")
+    assert (tmp_path / "a" / "b" / "state.json").read_bytes() == b"{}"
+    assert (tmp_path / "a" / "b").stat().st_mode & 0o777 == 0o700
+
+
+def test_a_link_of_a_writer_on_the_way_is_followed_but_not_as_the_last_component(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "real" / "state").mkdir(parents=True)
+    (tmp_path / "via").symlink_to("real")  # relative, as /var -> data/var
+    (tmp_path / "abs").symlink_to(tmp_path / "real")
+    for way in ("via", "abs"):
+        with Directory.on_trusted_path(tmp_path / way / "state", writers=WRITERS) as d:
+            d.replace("x", b"1")
+    assert (tmp_path / "real" / "state" / "x").read_bytes() == b"1"
+    with pytest.raises(UnsafeFile, match="symbolic link; give the real directory"):
+        Directory.on_trusted_path(tmp_path / "via", writers=WRITERS)
+
+
+def test_a_loop_of_links_ends_with_a_refusal(tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    with pytest.raises(UnsafeFile, match="too many symbolic links"):
+        Directory.on_trusted_path(tmp_path / "a" / "state", writers=WRITERS)
+
+
+def test_a_group_writable_directory_on_the_way_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    (shared / "state").mkdir(parents=True)
+    shared.chmod(0o775)
+    with pytest.raises(UnsafeFile, match=r"writable by group or others \(mode 0775\)"):
+        Directory.on_trusted_path(shared / "state", writers=WRITERS)
+
+
+def _as_throwaway(directory: Path, action: str) -> None:
+    """Run `action` (Python; `os` imported, `d` a descriptor of `directory`, opened before the
+    switch since the test's parents are root's alone) in a child that is the throwaway uid."""
+    script = (
+        f"import os\nd = os.open({str(directory)!r}, os.O_RDONLY)\n"
+        f"os.setgid({THROWAWAY_UID})\nos.setuid({THROWAWAY_UID})\n{action}\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=30)
+
+
+@needs_root
+def test_a_path_through_a_directory_of_another_user_is_refused(
+    tmp_path: Path, victim: Path
+) -> None:
+    """The other user swaps a component of the path for a link to a directory of root's."""
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, THROWAWAY_UID, THROWAWAY_UID)
+    target = tmp_path / "root-only"
+    target.mkdir()
+    _as_throwaway(home, f"os.symlink({str(target)!r}, 'sub', dir_fd=d)")
+    with pytest.raises(UnsafeFile, match=f"{home} belongs to uid {THROWAWAY_UID}"):
+        Directory.on_trusted_path(home / "sub" / "state", writers={0}, create=True)
+    assert list(target.iterdir()) == []  # nothing was made where the link led
+    # The same link made by root in root's own directory is followed.
+    os.symlink(target, tmp_path / "by-root")
+    with Directory.on_trusted_path(tmp_path / "by-root" / "state", writers={0}, create=True):
+        pass
+    assert (target / "state").is_dir()
+
+
+@needs_root
+def test_in_a_sticky_directory_only_entries_of_a_writer_are_used(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    (shared / "ours").mkdir()
+    _as_throwaway(shared, "os.mkdir('theirs', dir_fd=d)\nos.symlink('ours', 'link', dir_fd=d)")
+    Directory.on_trusted_path(shared / "ours", writers={0}).close()
+    with pytest.raises(UnsafeFile, match=f"belongs to uid {THROWAWAY_UID} in the shared"):
+        Directory.on_trusted_path(shared / "theirs", writers={0})
+    with pytest.raises(UnsafeFile, match=f"symbolic link of uid {THROWAWAY_UID}"):
+        Directory.on_trusted_path(shared / "link" / "x", writers={0}, create=True)
+    assert not (shared / "ours" / "x").exists()
+
+
+@needs_root
+def test_the_owner_of_the_directory_itself_is_checked_when_asked(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    d.mkdir()
+    os.chown(d, THROWAWAY_UID, THROWAWAY_UID)
+    with Directory.on_trusted_path(d, writers={0}) as opened:  # a service's own directory
+        assert (opened.uid, opened.gid) == (THROWAWAY_UID, THROWAWAY_UID)
+    with pytest.raises(UnsafeFile, match="not trusted"):
+        Directory.on_trusted_path(d, writers={0}, owners={0})

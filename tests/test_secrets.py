@@ -186,3 +186,85 @@ def test_systemd_credential(tmp_path: Path, echo: EchoServer, mydns: MyDNSServer
     assert mydns.notify_count(CRED_ID) == 1
     assert_debug_was_on(output)
     assert_no_secret(output, (CRED_ID, CRED_PW))
+
+
+# -- a mistyped secret is not echoed --------------------------------------------------------------
+
+DYN_SECRET_KEYS = {
+    "integer": ("password = 12345678", "12345678"),
+    "float": ("password = 1234.5678", "1234.5678"),
+    "boolean": ("password = true", "True"),
+    "list": ('password = ["list-Secret-3c1e"]', "list-Secret-3c1e"),
+    "table": ('password = { v = "table-Secret-9d0a" }', "table-Secret-9d0a"),
+    "date": ("password = 1987-06-05T04:03:02Z", "1987"),
+}
+
+
+def _dyndns2(server: str, secret: str) -> str:
+    return (
+        f'[[provider]]\nname = "dyn"\ntype = "dyndns2"\nserver = "{server}"\n'
+        f'hostnames = ["{HOST}"]\nusername = "{ENV_USER}"\n{secret}\n'
+    )
+
+
+def _check_both(config: Path, key: str, *hidden: str) -> list[str]:
+    """check-config and notify-now both refuse the configuration naming `key` without showing
+    any of `hidden`; the lines they printed."""
+    lines = []
+    for args in (("check-config", config), ("notify-now", "--config", config)):
+        run = ddnsagent(*args)
+        output = run.stdout + run.stderr
+        assert run.returncode == 2, output
+        assert "Traceback" not in output
+        for value in hidden:
+            assert value not in output, f"{value!r} leaked:\n{output}"
+        (line,) = output.strip().splitlines()
+        assert key in line, line
+        lines.append(line)
+    return lines
+
+
+@pytest.mark.parametrize("kind", DYN_SECRET_KEYS)
+def test_a_mistyped_inline_password_is_named_but_never_shown(
+    kind: str, tmp_path: Path, echo: EchoServer, dyn: Dyndns2Server
+) -> None:
+    line, shown = DYN_SECRET_KEYS[kind]
+    text = config_text(tmp_path / "state", echo.echo_url, _dyndns2(dyn.update_url, line))
+    for said in _check_both(write_config(tmp_path, text), "provider.dyn.password", shown):
+        assert "(not shown: provider.dyn.password holds a secret), expected a string" in said
+        assert 'write it in quotes: password = "…"' in said
+    assert dyn.requests == []
+
+
+def test_a_mistyped_token_is_not_shown_either(tmp_path: Path, echo: EchoServer) -> None:
+    providers = (
+        '[[provider]]\nname = "duck"\ntype = "duckdns"\ndomains = ["myhome"]\ntoken = 87654321\n'
+    )
+    config = write_config(tmp_path, config_text(tmp_path / "state", echo.echo_url, providers))
+    (said, _) = _check_both(config, "provider.duck.token", "87654321")
+    assert "found an integer (not shown" in said
+
+
+def test_credentials_in_a_url_are_refused_without_showing_them(
+    tmp_path: Path, echo: EchoServer
+) -> None:
+    """Even when the URL is wrong in another way too (the scheme), whose message quotes it."""
+    for server in (
+        f"ftp://{ENV_USER}:url-Secret-2b7f@example.net/nic/update",
+        f"{ENV_USER}:url-Secret-2b7f@example.net/nic/update",
+        f"https://{ENV_USER}:url-Secret-2b7f@example.net/nic/update",
+    ):
+        providers = _dyndns2(server, f'password_env = "{PW_VAR}"')
+        config = write_config(tmp_path, config_text(tmp_path / "state", echo.echo_url, providers))
+        for said in _check_both(config, "provider.dyn.server", "url-Secret-2b7f"):
+            assert "must not carry credentials in the URL" in said
+
+
+def test_an_inline_notify_url_given_as_a_string_is_not_shown(
+    tmp_path: Path, echo: EchoServer, dyn: Dyndns2Server
+) -> None:
+    notify = '\n[notify]\nurls = "tgram://bot-Secret-5e2a/12345"\n'
+    providers = _dyndns2(dyn.update_url, f'password_env = "{PW_VAR}"') + notify
+    config = write_config(tmp_path, config_text(tmp_path / "state", echo.echo_url, providers))
+    for said in _check_both(config, "notify.urls", "bot-Secret-5e2a"):
+        assert 'expected a list — write ["…"]' in said

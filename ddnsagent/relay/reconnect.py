@@ -25,7 +25,7 @@ from ddnsagent import process
 from ddnsagent.config import Config
 from ddnsagent.outcome import ReconnectOutcome
 from ddnsagent.schedule import recent_attempts, refusal_to_reconnect
-from ddnsagent.store import ReconnectRecord, Store, give_to_directory_owner
+from ddnsagent.store import ReconnectRecord, Store, open_lock_file
 from ddnsagent.sync import Agent, SyncOptions
 
 log = logging.getLogger(__name__)
@@ -36,16 +36,18 @@ FAMILY = 4  # the family a PPPoE reconnect renews
 
 
 class ReconnectLock:
-    """One reconnect at a time across processes (`ddnsagent reconnect` and the daemon)."""
+    """One reconnect at a time across processes (`ddnsagent reconnect` and the daemon).
+
+    The lock file lives in the state directory, which the service user owns and root uses too:
+    it is opened as the store opens its own lock (no link followed, regular file, trusted
+    owner; UnsafeFile otherwise), never truncated."""
 
     def __init__(self, directory: Path) -> None:
-        self.path = directory / "reconnect.lock"
+        self.directory = directory
         self.fd: int | None = None
 
     def try_acquire(self) -> bool:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        give_to_directory_owner(fd, self.path.parent)
+        fd = open_lock_file(self.directory, "reconnect.lock")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
