@@ -79,10 +79,12 @@ def is_loopback_host(host: str) -> bool:
 def check_url(url: str, insecure_http: bool, error: Any) -> None:
     """HTTPS always, plain HTTP only towards loopback or when the user opted in."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise error(f"found {url!r}, expected an http(s) URL")
-    if parts.username or parts.password:
+    if parts.username or parts.password or "@" in parts.netloc:
+        # Checked first, and the URL is not quoted: what it carries is a secret.
         raise error("must not carry credentials in the URL", "use the password/token keys")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        shown = "a value with '@' in it" if "@" in url else repr(url)  # may hold a password
+        raise error(f"found {shown}, expected an http(s) URL")
     if parts.scheme == "http" and not insecure_http and not is_loopback_host(parts.hostname):
         raise error(
             f"{url!r} is plain HTTP to a remote host",

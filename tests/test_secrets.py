@@ -268,3 +268,17 @@ def test_an_inline_notify_url_given_as_a_string_is_not_shown(
     config = write_config(tmp_path, config_text(tmp_path / "state", echo.echo_url, providers))
     for said in _check_both(config, "notify.urls", "bot-Secret-5e2a"):
         assert 'expected a list — write ["…"]' in said
+
+
+def test_a_mistyped_lexicon_credential_is_not_shown(tmp_path: Path, echo: EchoServer) -> None:
+    """lexicon's inline credentials table: a non-string value is named by its type only."""
+    providers = (
+        '[[provider]]\nname = "lx"\ntype = "lexicon"\nprovider = "powerdns"\n'
+        'domain = "example.net."\nrecords = ["home"]\n'
+        'options = { pdns_server = "http://127.0.0.1:9" }\n'
+        "credentials = { auth_token = 55512345 }\n"
+    )
+    config = write_config(tmp_path, config_text(tmp_path / "state", echo.echo_url, providers))
+    config.chmod(0o600)
+    (said, _) = _check_both(config, "auth_token", "55512345")
+    assert "found a value of type int, expected a non-empty string" in said

@@ -125,7 +125,9 @@ def _string_table(t: Table, key: str) -> Table:
     sub = t.table(key)
     for name, value in sub.data.items():
         if not isinstance(value, str) or not value:
-            raise sub.error(name, f"found {value!r}, expected a non-empty string")
+            # The inline table holds secrets: say what kind of value it is, never the value.
+            found = "an empty string" if value == "" else f"a value of type {type(value).__name__}"
+            raise sub.error(name, f"found {found}, expected a non-empty string")
     return sub
 
 
