@@ -535,9 +535,12 @@ async def read_queue(
     limit) and classify each queued recipient's delay_reason as it streams in, so the output cap
     on what process.py keeps never hides a queue file; never raises for a failing command."""
     reading = QueueReading()
+    objects = 0
 
     def on_line(line: str) -> None:
+        nonlocal objects
         reading.files += 1
+        objects += line.startswith("{")
         if reading.files > MAX_QUEUE_LINES or len(reading.failures) >= MAX_QUEUE_FAILURES:
             return
         reading.failures.extend(parse_queue_json(line, relay_host, patterns))
@@ -555,6 +558,8 @@ async def read_queue(
         )
         if said:
             reading.problem += f": {said[0][: process.QUOTED]}"
+    elif reading.files and not objects:
+        reading.problem = f"`{' '.join(result.argv)}` printed no JSON (is -j missing?)"
     return reading
 
 

@@ -234,6 +234,15 @@ def test_read_queue_failure_names_the_command_and_its_error(tmp_path: Path) -> N
     assert missing.problem is not None and "could not be started" in missing.problem
 
 
+def test_read_queue_that_prints_no_json_is_a_problem(tmp_path: Path) -> None:
+    """`postqueue -p` (the mailq listing) by mistake: a problem, not an empty queue."""
+    command = script(tmp_path / "postqueue", "echo '-Queue ID-  --Size-- ----Arrival Time----'\n")
+    reading = asyncio.run(read_queue([str(command), "-p"], RELAY))
+    assert reading.problem == f"`{command} -p` printed no JSON (is -j missing?)"
+    empty = script(tmp_path / "empty", "exit 0\n")
+    assert asyncio.run(read_queue([str(empty)], RELAY)).problem is None
+
+
 def test_read_queue_is_bounded_in_time(tmp_path: Path) -> None:
     command = script(tmp_path / "postqueue", f"{REAL_TIMED_OUT!r}\nsleep 30\n")
     started = time.monotonic()
