@@ -177,7 +177,7 @@ def test_main_unit_settings() -> None:
         "WatchdogSec": "120",
         "User": "ddnsagent",
         "Group": "ddnsagent",
-        "SupplementaryGroups": "adm",
+        "SupplementaryGroups": "adm postdrop",  # issue 11: postqueue -j confirms a block
         "StateDirectory": "ddnsagent",
         "RuntimeDirectory": "ddnsagent",
         "ConfigurationDirectory": "ddnsagent",

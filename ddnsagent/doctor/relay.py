@@ -9,27 +9,7 @@ import socket
 from ddnsagent.config import Config
 from ddnsagent.doctor.finding import Finding
 from ddnsagent.doctor.options import Options
-
-SUBMISSION_PORT = 587
-
-
-def relay_address(host: str, port: int | None) -> tuple[str, int]:
-    """Postfix's relayhost syntax: `[host]:port`, `[ipv6:ADDRESS]:port`, `host:port` or
-    `host`; `port` overrides what is written. Not address.split_host_port: the host here is
-    usually a name, and brackets (Postfix's "no MX lookup") may enclose one."""
-    written = SUBMISSION_PORT
-    text = host.strip()
-    if text.startswith("["):
-        text, _, rest = text[1:].partition("]")
-        if text[:5].lower() == "ipv6:":
-            text = text[5:]
-        if rest.startswith(":") and rest[1:].isdigit():
-            written = int(rest[1:])
-    elif text.count(":") == 1:
-        name, _, p = text.partition(":")
-        if p.isdigit():
-            text, written = name, int(p)
-    return text, port if port is not None else written
+from ddnsagent.relay.logparse import relay_address
 
 
 def check_relay(cfg: Config, options: Options) -> list[Finding]:

@@ -19,7 +19,7 @@ import functools
 import ipaddress
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -28,10 +28,13 @@ __all__ = [
     "DELIVERY_SERVICES",
     "POSTFIX_RECORD_LIMIT",
     "EventKind",
+    "QueuedFailure",
     "RelayEvent",
     "compile_rate_patterns",
     "parse_journal_json",
     "parse_line",
+    "parse_queue_json",
+    "relay_address",
 ]
 
 #: Postfix services whose ``QID: to=<…>, relay=…, status=…`` records are read. ``relay`` is the
@@ -46,6 +49,12 @@ POSTFIX_RECORD_LIMIT = 2000
 _MAX_LINE_CHARS = 65536
 # journald spells non-UTF-8 text as a JSON array of byte values: up to four characters a byte.
 _MAX_JOURNAL_CHARS = 4 * _MAX_LINE_CHARS + 4096
+# Postfix's own systemd units: postfix.service, and Debian's postfix@-.service and
+# postfix@INSTANCE.service. A record whose _SYSTEMD_UNIT names one came from a process in that
+# unit's cgroup; only root creates system units, and a user's own services carry
+# _SYSTEMD_UNIT=user@UID.service.
+_POSTFIX_UNIT = re.compile(r"postfix(?:@[A-Za-z0-9_.:\\-]{1,128})?\.service", re.ASCII)
+SUBMISSION_PORT = 587
 # The program that writes each service's records, as journald's _COMM names it.
 _COMMAND = {"smtp": "smtp", "relay": "smtp", "error": "error", "qmgr": "qmgr", "bounce": "bounce"}
 
@@ -244,8 +253,15 @@ def parse_journal_json(
     line: str,
     relay_host: str,
     patterns: Sequence[re.Pattern[str]] = DEFAULT_RATE_PATTERNS,
+    *,
+    postfix_uids: Collection[int] = (),
 ) -> RelayEvent | None:
     """Read one ``journalctl -o json`` record; ``None`` if it carries no signal.
+
+    Only records Postfix itself sent count: _SYSTEMD_UNIT names Postfix's unit (``postfix.service``,
+    ``postfix@….service``) or _UID is one of ``postfix_uids``. journald sets these fields from the
+    sender's cgroup and credentials, so no other local user can claim them; SYSLOG_IDENTIFIER and
+    _COMM (``prctl(PR_SET_NAME)``) are the sender's to choose and never suffice.
 
     Uses MESSAGE (a string, or an array of bytes for non-UTF-8 text), SYSLOG_IDENTIFIER, _PID,
     _HOSTNAME and __REALTIME_TIMESTAMP (microseconds since the epoch, giving an aware UTC time).
@@ -257,7 +273,7 @@ def parse_journal_json(
         record = json.loads(line)
     except (ValueError, RecursionError):
         return None
-    if not isinstance(record, dict):
+    if not isinstance(record, dict) or not _from_postfix(record, postfix_uids):
         return None
     message = _journal_text(record.get("MESSAGE"))
     syslog_name = _journal_text(record.get("SYSLOG_IDENTIFIER"))
@@ -361,6 +377,21 @@ def _iso_time(m: re.Match[str]) -> datetime | None:
         return None
 
 
+def _from_postfix(record: dict[str, object], postfix_uids: Collection[int]) -> bool:
+    """Whether journald attests that Postfix sent the record (its unit, or its user)."""
+    unit = record.get("_SYSTEMD_UNIT")
+    if isinstance(unit, str) and _POSTFIX_UNIT.fullmatch(unit):
+        return True
+    uid = record.get("_UID")
+    return (
+        isinstance(uid, str)
+        and uid.isascii()
+        and uid.isdigit()
+        and len(uid) <= 10
+        and int(uid) in postfix_uids
+    )
+
+
 def _journal_text(value: object) -> str | None:
     """A journald JSON field as text: a string, or an array of byte values."""
     if isinstance(value, str):
@@ -382,6 +413,25 @@ def _journal_time(micros: str | None) -> datetime | None:
 
 
 # --- the relay host ---------------------------------------------------------------------------
+
+
+def relay_address(host: str, port: int | None = None) -> tuple[str, int]:
+    """Postfix's relayhost syntax: `[host]:port`, `[ipv6:ADDRESS]:port`, `host:port` or
+    `host`; `port` overrides what is written. Not address.split_host_port: the host here is
+    usually a name, and brackets (Postfix's "no MX lookup") may enclose one."""
+    written = SUBMISSION_PORT
+    text = host.strip()
+    if text.startswith("["):
+        text, _, rest = text[1:].partition("]")
+        if text[:5].lower() == "ipv6:":
+            text = text[5:]
+        if rest.startswith(":") and rest[1:].isdigit():
+            written = int(rest[1:])
+    elif text.count(":") == 1:
+        name, _, p = text.partition(":")
+        if p.isdigit():
+            text, written = name, int(p)
+    return text, port if port is not None else written
 
 
 def _relay(relay_host: str) -> _Relay | None:
@@ -479,6 +529,7 @@ class _Signal:
     reply: str | None = None
     limited_ip: str | None = None
     port: int | None = None
+    unanswered: bool = False  # no TCP connection at all: timed out, refused, unreachable
 
 
 def _split_record(message: str) -> _Record | None:
@@ -610,7 +661,7 @@ def _failure(
             otherwise = EventKind.CONNECT_FAILED
             signal = _classify_reply(m["name"], m["ip"], reply, recipients, patterns, otherwise)
             return dataclasses.replace(signal, port=port) if signal else None
-        return _Signal(EventKind.CONNECT_FAILED, m["name"], m["ip"], port=port)
+        return _Signal(EventKind.CONNECT_FAILED, m["name"], m["ip"], port=port, unanswered=True)
 
     if (m := _LOST.fullmatch(reason)) and _is_relay(relay, m["name"], m["ip"]):
         return _Signal(EventKind.CONNECT_FAILED, m["name"], m["ip"])
@@ -642,3 +693,83 @@ def _classify_reply(
     if otherwise is not None:
         return _Signal(otherwise, name, ip, reply)
     return None
+
+
+# --- the queue --------------------------------------------------------------------------------
+
+# Recipients of one queue file looked at; a message to the relay is deferred for all of them alike.
+_MAX_QUEUE_RECIPIENTS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedFailure:
+    """A recipient Postfix holds in its queue because of the relay, as `postqueue -j` reports
+    it: the delay_reason is what Postfix recorded in the queue's defer log, which no other local
+    user can write (a log line is only a claim that such a recipient exists)."""
+
+    kind: EventKind
+    queue_id: str
+    queue_name: str
+    relay_name: str
+    relay_ip: str
+    relay_port: int | None
+    reason: str
+    limited_ip: str | None = None
+    """RATE_LIMITED: the address the relay named."""
+    unanswered: bool = False
+    """The TCP connection itself failed (timed out, refused, unreachable)."""
+
+
+def parse_queue_json(
+    line: str,
+    relay_host: str,
+    patterns: Sequence[re.Pattern[str]] = DEFAULT_RATE_PATTERNS,
+) -> list[QueuedFailure]:
+    """One line of `postqueue -j` (one JSON object per queue file, see postqueue(1)): each
+    recipient whose delay_reason says the relay refused us or could not be reached.
+
+    The reason is classified exactly as a log record's is (the relay's reply, anchored to
+    ``host NAME[IP] said:`` or ``connect to NAME[IP]:PORT:``, with echoed recipient addresses
+    masked). Anything unexpected gives an empty list; no input makes it raise.
+    """
+    relay = _relay(relay_host)
+    if relay is None or not isinstance(line, str) or len(line) > _MAX_JOURNAL_CHARS:
+        return []
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return []
+    if not isinstance(record, dict):
+        return []
+    queue_id, queue_name = record.get("queue_id"), record.get("queue_name")
+    recipients = record.get("recipients")
+    if not (
+        isinstance(queue_id, str) and isinstance(queue_name, str) and isinstance(recipients, list)
+    ):
+        return []
+    found = []
+    for recipient in recipients[:_MAX_QUEUE_RECIPIENTS]:
+        if not isinstance(recipient, dict):
+            continue
+        address, reason = recipient.get("address"), recipient.get("delay_reason")
+        if not isinstance(address, str) or not isinstance(reason, str):
+            continue
+        if len(reason) > _MAX_LINE_CHARS or "\n" in reason or "\r" in reason:
+            continue
+        signal = _failure(reason, (address,), relay, patterns)
+        if signal is None:
+            continue
+        found.append(
+            QueuedFailure(
+                kind=signal.kind,
+                queue_id=queue_id[:64],
+                queue_name=queue_name[:32],
+                relay_name=signal.name,
+                relay_ip=signal.ip,
+                relay_port=signal.port,
+                reason=reason,
+                limited_ip=signal.limited_ip,
+                unanswered=signal.unanswered,
+            )
+        )
+    return found

@@ -27,6 +27,8 @@ class RelayConfig:
         "postfix/qmgr",
         "postfix/bounce",
     )
+    queue: tuple[str, ...] = ("postqueue", "-j")  # lists the queue as JSON: confirms a block
+    postfix_user: str = "postfix"  # journald records count from this user or Postfix's unit
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,32 @@ def parse_relay(t: Table) -> RelayConfig:
         patterns=patterns,
         bounce_warn=t.integer("bounce_warn", 20, minimum=0),
         journal_identifiers=argv(t, "journal_identifiers", RelayConfig.journal_identifiers),
+        queue=_queue(t),
+        postfix_user=_postfix_user(t),
     )
     t.finish()
     return cfg
+
+
+def _queue(t: Table) -> tuple[str, ...]:
+    value: tuple[str, ...] = argv(t, "queue", RelayConfig.queue)
+    if not value:
+        raise t.error(
+            "queue",
+            "is empty: the watchdog confirms a block in Postfix's queue before it reconnects",
+            'give the queue listing command, e.g. ["postqueue", "-j"] (a second instance: '
+            '["postqueue", "-c", "/etc/postfix-out", "-j"])',
+        )
+    return value
+
+
+def _postfix_user(t: Table) -> str:
+    user: str = t.string("postfix_user", "postfix").strip()
+    if not user or any(c.isspace() or c == ":" for c in user):
+        raise t.error(
+            "postfix_user", "is not a user name or uid", 'write Postfix\'s user, e.g. "postfix"'
+        )
+    return user
 
 
 def parse_reconnect(t: Table) -> ReconnectConfig:

@@ -1,5 +1,6 @@
-"""Where the mail log's lines come from: a log file followed as it grows (`LogFollower`), or
-journald (`JournalReader`).
+"""Where the watchdog's evidence comes from: the mail log's lines, from a log file followed as
+it grows (`LogFollower`) or from journald (`JournalReader`); and, before a reconnect, Postfix's
+queue (`read_queue`, `postqueue -j`) and a connection attempt of our own (`probe`).
 
 The file follower reads each complete line once, across rotation, truncation and
 restarts of the agent.
@@ -17,15 +18,18 @@ costs one ``stat`` and one ``fstat`` when nothing changed; inotify can later dec
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import re
 import stat
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 
 from ddnsagent import process
+from ddnsagent.relay.logparse import DEFAULT_RATE_PATTERNS, QueuedFailure, parse_queue_json
 
 log = logging.getLogger(__name__)
 
@@ -501,3 +505,75 @@ class JournalReader:
                 yield raw[: self.MAX_RECORD].decode(errors="replace")
         finally:
             await process.stop(proc, grace=0)
+
+
+QUEUE_TIMEOUT = 30.0
+"""Seconds `postqueue -j` may take; its process group is killed after that."""
+MAX_QUEUE_LINES = 100_000
+"""Queue files looked at (one JSON line each); a queue this long is itself a problem."""
+MAX_QUEUE_FAILURES = 1000
+"""Failures kept from one reading: enough to confirm, bounded whatever the queue holds."""
+
+
+@dataclass
+class QueueReading:
+    """What `postqueue -j` said: the recipients it holds because of the relay, or why it could
+    not be asked (`problem`: the command, how it ended, the end of what it wrote to stderr)."""
+
+    failures: list[QueuedFailure] = field(default_factory=list)
+    files: int = 0
+    problem: str | None = None
+
+
+async def read_queue(
+    argv: Sequence[str],
+    relay_host: str,
+    patterns: Sequence[re.Pattern[str]] = DEFAULT_RATE_PATTERNS,
+    timeout: float = QUEUE_TIMEOUT,
+) -> QueueReading:
+    """Run the queue listing (through ddnsagent.process: no shell, own process group, hard time
+    limit) and classify each queued recipient's delay_reason as it streams in, so the output cap
+    on what process.py keeps never hides a queue file; never raises for a failing command."""
+    reading = QueueReading()
+    objects = 0
+
+    def on_line(line: str) -> None:
+        nonlocal objects
+        reading.files += 1
+        objects += line.startswith("{")
+        if reading.files > MAX_QUEUE_LINES or len(reading.failures) >= MAX_QUEUE_FAILURES:
+            return
+        reading.failures.extend(parse_queue_json(line, relay_host, patterns))
+
+    result = await process.run_async(argv, timeout, separate_stderr=True, on_line=on_line)
+    if not result.ok:
+        said = result.errors.splitlines()[-1:] if result.errors else []
+        reading.problem = f"`{' '.join(result.argv)}` " + (
+            result.problem
+            or (
+                f"was killed by signal {-result.returncode}"
+                if result.returncode is not None and result.returncode < 0
+                else f"exited {result.returncode}"
+            )
+        )
+        if said:
+            reading.problem += f": {said[0][: process.QUOTED]}"
+    elif reading.files and not objects:
+        reading.problem = f"`{' '.join(result.argv)}` printed no JSON (is -j missing?)"
+    return reading
+
+
+async def probe(host: str, port: int, timeout: float) -> str | None:
+    """Open a TCP connection to ``host``:``port`` and close it at once (nothing is sent);
+    ``None`` when it connected, else why not. Bounded by ``timeout`` seconds in all."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except TimeoutError:
+        return f"no answer within {timeout:g}s"
+    except OSError as exc:
+        # asyncio puts "Connect call failed (…)" in strerror; the errno says what happened.
+        return os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
+    writer.close()
+    with contextlib.suppress(OSError, TimeoutError):
+        await asyncio.wait_for(writer.wait_closed(), 1.0)
+    return None

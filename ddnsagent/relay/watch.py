@@ -2,27 +2,46 @@
 parser (logparse) to the decider (decide); a decision starts the procedure (reconnect) or a
 re-notify. Runs until cancelled; the log position and the bounce rate are kept in the state, so
 a restart neither reads a line twice nor forgets the last hour.
+
+A log line is a hint: any local user can write one (`logger -t postfix/smtp …`). Before a
+reconnect the watch asks Postfix's queue (`[relay] queue`, `postqueue -j`) whether mail is
+really held back by the relay, and for connections the relay never answered it tries one of its
+own (if it connects, it is not a block). The queue is read at most once per `CHECK_EVERY`; a
+claim nothing confirms is named in one warning (at most one per `WARN_EVERY`). A re-notify is
+harmless and may follow a line alone, at most once per `RENOTIFY_EVERY`. In journald mode only
+records journald attributes to Postfix's unit or user count at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import pwd
 import time
 from pathlib import Path
 from typing import Any
 
-from ddnsagent.relay.decide import Decider, Decision
+from ddnsagent.relay.decide import Decider, Decision, backing
 from ddnsagent.relay.logparse import (
     DEFAULT_RATE_PATTERNS,
+    QueuedFailure,
     RelayEvent,
     compile_rate_patterns,
     parse_journal_json,
     parse_line,
+    relay_address,
 )
 from ddnsagent.relay.reconnect import FAMILY, reconnect, renotify
-from ddnsagent.relay.sources import FollowPosition, FollowStats, JournalReader, LogFollower
+from ddnsagent.relay.sources import (
+    FollowPosition,
+    FollowStats,
+    JournalReader,
+    LogFollower,
+    probe,
+    read_queue,
+)
 from ddnsagent.store import LogPosition, Recovery, RelaySignal, Store
 from ddnsagent.sync import Agent
 
@@ -30,6 +49,11 @@ log = logging.getLogger(__name__)
 
 POLL_EVERY = 2.0  # seconds between looks at the log file
 SAVE_POSITION_EVERY = 30.0
+CHECK_EVERY = 30.0  # at most one look at the queue (and one probe) per this many seconds
+PROBE_TIMEOUT = 10.0  # our own connection attempt to the relay
+MAX_PROBES = 2  # distinct relay addresses tried
+WARN_EVERY = 600.0  # one warning of a kind per this many seconds
+RENOTIFY_EVERY = 600.0  # a re-notify on a log line alone at most this often
 
 
 class RelayWatch:
@@ -46,6 +70,10 @@ class RelayWatch:
         self.decider = Decider(relay.threshold, relay.window, relay.settle)
         self.action: asyncio.Task[None] | None = None
         self._last_warned_rate = 0.0
+        self._next_check = 0.0  # monotonic: when the queue may be read again
+        self._renotified: tuple[float, float] | None = None  # (monotonic, wall) of the last
+        self._warned: dict[str, float] = {}  # kind → monotonic time of its last warning
+        self._unsaid: dict[str, int] = {}  # kind → warnings held back since then
 
     async def run(self) -> None:
         assert self.cfg.relay is not None
@@ -93,9 +121,12 @@ class RelayWatch:
     async def _run_journal(self) -> None:
         assert self.cfg.relay is not None
         reader = JournalReader(self.cfg.relay.journal_identifiers)
+        uids = postfix_uids(self.cfg.relay.postfix_user)
         try:
             async for record in reader.records():
-                self.feed(parse_journal_json(record, self._host(), self.patterns))
+                self.feed(
+                    parse_journal_json(record, self._host(), self.patterns, postfix_uids=uids)
+                )
         except OSError as exc:
             log.error("relay watch: cannot run journalctl: %s", exc.strerror)
 
@@ -119,7 +150,10 @@ class RelayWatch:
             return
         if self.action is not None and not self.action.done():
             return  # a recovery is already under way
-        log.warning("relay signal: %s → %s", decision.reason, decision.action)
+        if decision.action == "reconnect":  # only a hint until the queue confirms it
+            log.info("relay signal: %s → looking at the queue", decision.reason)
+        else:
+            log.warning("relay signal: %s → %s", decision.reason, decision.action)
         self._spawn(self._act(decision))
 
     def _spawn(self, coro: Any) -> None:
@@ -127,10 +161,20 @@ class RelayWatch:
 
     async def _act(self, decision: Decision) -> None:
         try:
+            if decision.action == "renotify" and self._renotified is not None:
+                since, at = self._renotified
+                if time.monotonic() - since < RENOTIFY_EVERY:
+                    log.info("relay: re-notified %ds ago; not again yet", time.monotonic() - since)
+                    self.decider.renotified_earlier(at)  # a denial after it may escalate
+                    return
+            if decision.action == "reconnect" and not await self._confirmed(decision):
+                self.decider.dismissed()
+                return
             async with Store.of(self.cfg.agent).edit_async() as state:
                 state.relay.last_signal = RelaySignal(decision.at, decision.action, decision.reason)
             self.decider.acted(decision.action, time.time())
             if decision.action == "renotify":
+                self._renotified = (time.monotonic(), time.time())
                 await renotify(self.agent, decision.reason)
             else:
                 outcome = await reconnect(self.agent, decision.reason)
@@ -140,6 +184,87 @@ class RelayWatch:
                     log.warning("relay: %s", outcome.message)
         except Exception:
             log.exception("relay watchdog: the recovery failed")
+
+    async def _confirmed(self, decision: Decision) -> bool:
+        """Whether Postfix's queue (and, for unanswered connections, our own attempt) confirms
+        what the log line claims. At most one look per CHECK_EVERY: a flood of forged lines
+        costs one `postqueue -j` per half minute, and a real block is still seen at the next."""
+        relay = self.cfg.relay
+        assert relay is not None
+        wait = self._next_check - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._next_check = time.monotonic() + CHECK_EVERY
+        reading = await read_queue(relay.queue, relay.host, self.patterns)
+        if reading.problem is not None:
+            self._warn(
+                "queue",
+                "relay: not reconnecting on %s: Postfix's queue, which would confirm it, cannot "
+                "be read: %s (the service user needs group postdrop; see [relay] queue)",
+                decision.claim,
+                reading.problem,
+            )
+            return False
+        outright, unanswered = backing(decision, reading.failures, self.agent.known_address(FAMILY))
+        if outright is not None:
+            log.warning("relay: the queue confirms it: %s", _queued(outright))
+            return True
+        if unanswered:
+            return await self._unreachable(decision, unanswered)
+        self._warn(
+            "unconfirmed",
+            "relay: not reconnecting: no mail in Postfix's queue (`%s`) is held back by the "
+            "relay, so this log line is not confirmed: %s",
+            " ".join(relay.queue),
+            decision.claim,
+        )
+        return False
+
+    async def _unreachable(self, decision: Decision, unanswered: list[QueuedFailure]) -> bool:
+        """The queue holds mail whose connections went unanswered: a block only if ours does
+        not get through either."""
+        assert self.cfg.relay is not None
+        name, port = relay_address(self.cfg.relay.host)
+        targets: list[tuple[str, int]] = []
+        for failure in unanswered:
+            target = (_ip(failure.relay_ip) or name, failure.relay_port or port)
+            if target not in targets:
+                targets.append(target)
+        failed = []
+        for host, target_port in targets[:MAX_PROBES]:
+            why = await probe(host, target_port, PROBE_TIMEOUT)
+            if why is None:
+                self._warn(
+                    "reachable",
+                    "relay: not reconnecting on %s: the queue holds mail the relay did not "
+                    "answer (%s), but %s port %d accepts our connection now: not a block",
+                    decision.claim,
+                    _queued(unanswered[0]),
+                    host,
+                    target_port,
+                )
+                return False
+            failed.append(f"{host} port {target_port}: {why}")
+        log.warning(
+            "relay: the queue confirms it (%s) and our own connection failed too (%s)",
+            _queued(unanswered[0]),
+            "; ".join(failed),
+        )
+        return True
+
+    def _warn(self, kind: str, message: str, *args: object) -> None:
+        """One warning of each kind per WARN_EVERY; the next says how many were held back."""
+        now = time.monotonic()
+        last = self._warned.get(kind)
+        if last is not None and now - last < WARN_EVERY:
+            self._unsaid[kind] = self._unsaid.get(kind, 0) + 1
+            log.debug(message, *args)
+            return
+        self._warned[kind] = now
+        held = self._unsaid.pop(kind, 0)
+        if held:
+            message += f" ({held} more like it since the last warning)"
+        log.warning(message, *args)
 
     async def _note_recovery(self, decision: Decision) -> None:
         async with Store.of(self.cfg.agent).edit_async() as state:
@@ -159,6 +284,34 @@ class RelayWatch:
                 rate,
                 limit,
             )
+
+
+def postfix_uids(user: str) -> frozenset[int]:
+    """The uid of `[relay] postfix_user` (a name or a number): journald records from it count,
+    besides those from Postfix's own unit."""
+    if user.isascii() and user.isdigit():
+        return frozenset({int(user)})
+    try:
+        return frozenset({pwd.getpwnam(user).pw_uid})
+    except KeyError:
+        log.warning(
+            "[relay] postfix_user: there is no user %r here; only journal records from "
+            "Postfix's systemd unit count",
+            user,
+        )
+        return frozenset()
+
+
+def _ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def _queued(failure: QueuedFailure) -> str:
+    text = f"{failure.queue_name} {failure.queue_id}: {failure.reason[:300]}"
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _losses(stats: FollowStats) -> tuple[int, int, int, int]:

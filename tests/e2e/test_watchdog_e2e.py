@@ -4,22 +4,36 @@ watching — reconnects for a new address, notifies MyDNS, flushes the queue, an
 is delivered exactly once.
 
 The reconnect command moves home's address (as a PPPoE reconnect does); the daemon notices the
-refusal in Postfix's own log, and the new address through netlink.
+refusal in Postfix's own log, confirms it in Postfix's queue (`postqueue -j`, and for the timeout
+its own connection attempt, which the ISP drops too), and sees the new address through netlink.
+
+A local user who writes Postfix-looking lines into the log (through syslog, as `logger` does)
+reconnects nothing: the queue holds no such mail.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import grp
 import json
+import os
+import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
 
 import pytest
 
+from ddnsagent.relay.logparse import EventKind, parse_queue_json
 from ddnsagent.store import Relay, Store
 from tests.e2e.conftest import MASTER_ID, PASSWORD, RELAY_LIMIT
 from tests.e2e.netlab import HOME_ADDRESS, HOME_IFNAME, ISP_ADDRESS, PREFIX_LEN, Lab
@@ -30,6 +44,7 @@ pytestmark = pytest.mark.root
 
 ROOT = Path(__file__).resolve().parents[2]
 NEW_ADDRESS = "198.51.100.8"
+LOCAL_USER = 54321  # a throwaway uid: the local user who forges log lines
 
 
 def write_reconnect(workdir: Path) -> Path:
@@ -71,6 +86,7 @@ host = "[{ISP_ADDRESS}]:587"
 threshold = 2
 window = "15m"
 flush = ["postqueue", "-c", "{postfix.config_dir}", "-f"]
+queue = ["postqueue", "-c", "{postfix.config_dir}", "-j"]
 settle = "1s"
 [reconnect]
 command = ["{write_reconnect(workdir)}"]
@@ -186,3 +202,158 @@ def test_dropped_address_recovers_through_the_timeout_path(
     assert {d.client for d in delivered} == {NEW_ADDRESS}
     assert reconnects(daemon) == 1
     assert relay.notified() == [HOME_ADDRESS, NEW_ADDRESS]
+
+
+# -- a local user's forged lines ---------------------------------------------------------------
+
+
+class Syslog:
+    """A small syslogd: what local programs send to its socket (`logger -u PATH`) is appended to
+    `log` the way rsyslog writes mail.log — `Mon DD HH:MM:SS host TAG: MESSAGE` — so the
+    followed log holds whatever any local user said, under whatever tag it chose."""
+
+    def __init__(self, socket_path: Path, log: Path) -> None:
+        self.path = socket_path
+        self.log = log
+        self.received = 0
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(socket_path))
+        os.chmod(socket_path, 0o666)  # like /dev/log: every local user may write
+        self.sock.settimeout(0.2)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, name="syslog", daemon=True)
+
+    def __enter__(self) -> Syslog:
+        self.thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                data = self.sock.recv(8192)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            text = data.decode("utf-8", "replace")
+            text = re.sub(r"^<\d{1,3}>", "", text)  # the priority
+            text = re.sub(r"^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d ", "", text)  # logger's stamp
+            stamp = time.strftime("%b %d %H:%M:%S")
+            with self.log.open("a") as f:
+                f.write(f"{stamp} home {text.rstrip()}\n")
+            self.received += 1
+
+
+def as_local_user(argv: list[str], groups: list[int] | None = None) -> subprocess.CompletedProcess:
+    """Run `argv` as uid/gid LOCAL_USER with no supplementary group but `groups`, and with
+    no_new_privs set, as systemd's NoNewPrivileges= does: set-uid/gid bits give nothing."""
+
+    def drop() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+    return subprocess.run(
+        argv,
+        user=LOCAL_USER,
+        group=LOCAL_USER,
+        extra_groups=groups or [],
+        preexec_fn=drop,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def forge(sock: Path, tag: str, message: str) -> None:
+    """Issue 11, attack 3, as a local user: `logger -t 'postfix/smtp[4242]' '…'`."""
+    done = as_local_user(["logger", "-u", str(sock), "-t", tag, message])
+    assert done.returncode == 0, done.stderr
+
+
+def daemon_log_lines(workdir: Path, text: str) -> list[str]:
+    return [line for line in (workdir / "daemon.log").read_text().splitlines() if text in line]
+
+
+@pytest.mark.skipif(shutil.which("logger") is None, reason="needs logger (Debian bsdutils)")
+def test_forged_lines_do_nothing_and_a_real_refusal_still_recovers(
+    lab: Lab, relay: RelayISP, home_postfix: HomePostfix, daemon: Path, e2e_workdir: Path
+) -> None:
+    timed_out = (
+        "{qid}: to=<bob@remote.example>, relay=none, delay=30, delays=0/0/30/0, dsn=4.4.1, "
+        f"status=deferred (connect to {ISP_ADDRESS}[{ISP_ADDRESS}]:587: Connection timed "
+        "out)"
+    )
+    relay_field = f"{ISP_ADDRESS}[{ISP_ADDRESS}]"
+    too_much = (
+        f"4C1D2E3F40: to=<bob@remote.example>, relay={relay_field}:587, delay=1, "
+        f"delays=0/0/0.5/0.5, dsn=4.0.0, status=deferred (host {relay_field} said: 450 Error: "
+        f"too much mail from {HOME_ADDRESS} (in reply to MAIL FROM command))"
+    )
+    with Syslog(e2e_workdir / "log.sock", home_postfix.maillog) as syslog:
+        for qid in ("3A1B2C3D4E", "3A1B2C3D4F", "3A1B2C3D50"):
+            forge(syslog.path, "postfix/smtp[4242]", timed_out.format(qid=qid))
+        forge(syslog.path, "postfix/smtp[4243]", too_much)
+        deadline = time.monotonic() + 30
+        while not daemon_log_lines(daemon, "not confirmed"):
+            assert time.monotonic() < deadline, (daemon / "daemon.log").read_text()
+            time.sleep(0.2)
+        assert syslog.received == 4
+    # The lines reached the log the daemon follows, exactly as Postfix's own would.
+    forged = [line for line in home_postfix.maillog_lines() if "postfix/smtp[424" in line]
+    assert len(forged) == 4 and all(line.startswith(time.strftime("%b")) for line in forged)
+    time.sleep(3)
+    assert reconnects(daemon) == 0
+    assert relay.notified() == [HOME_ADDRESS]
+    assert Store(daemon / "state").load().relay.attempts == []
+    (warning,) = daemon_log_lines(daemon, "not confirmed")
+    assert "postfix/smtp[4242]: 3A1B2C3D4" in warning and "Connection timed out" in warning
+
+    # The real thing, right after: Postfix's queue holds the refused mail.
+    sent = home_postfix.submit_many(RELAY_LIMIT + 3)
+    delivered = relay.wait_deliveries(RELAY_LIMIT + 3, timeout=120)
+    home_postfix.wait_queue(lambda q: not q, "empty queue", timeout=30)
+    state = recovery(daemon)
+    assert Counter(d.message_id for d in delivered) == Counter(sent), "each delivered once"
+    assert Counter(d.client for d in delivered) == {HOME_ADDRESS: RELAY_LIMIT, NEW_ADDRESS: 3}
+    assert relay.notified() == [HOME_ADDRESS, NEW_ADDRESS]
+    assert reconnects(daemon) == 1
+    assert state.last_reconnect is not None and state.last_reconnect.result == "ok"
+    assert daemon_log_lines(daemon, "the queue confirms it")
+    assert len(daemon_log_lines(daemon, "not confirmed")) == 1
+
+
+def test_postqueue_json_works_for_a_postdrop_member_under_no_new_privs(
+    lab: Lab, relay: RelayISP, home_postfix: HomePostfix
+) -> None:
+    """What ddnsagent.service gives the daemon (SupplementaryGroups=… postdrop, NoNewPrivileges=)
+    is enough to list the queue; without the group, postqueue's setgid bit does not help."""
+    relay.set_limit(0)  # every MAIL FROM gets "450 Error: too much mail from <ip>"
+    home_postfix.submit()
+    home_postfix.wait_queue(
+        lambda q: any(r.get("delay_reason") for m in q for r in m["recipients"]),
+        "a deferred recipient with its reason",
+        timeout=30,
+    )
+    argv = ["postqueue", "-c", str(home_postfix.config_dir), "-j"]
+    member = as_local_user(argv, [grp.getgrnam("postdrop").gr_gid])
+    assert member.returncode == 0, member.stderr
+    failures = [
+        f for line in member.stdout.splitlines() for f in parse_queue_json(line, ISP_ADDRESS)
+    ]
+    assert [(f.kind, f.limited_ip) for f in failures] == [(EventKind.RATE_LIMITED, HOME_ADDRESS)]
+    outsider = as_local_user(argv)
+    assert outsider.returncode != 0 and "Permission denied" in outsider.stderr
+    with contextlib.suppress(Exception):
+        relay.set_limit(RELAY_LIMIT)

@@ -482,6 +482,8 @@ def _journal(message: object, **fields: object) -> str:
         "SYSLOG_IDENTIFIER": "postfix/smtp",
         "_PID": "29536",
         "_COMM": "smtp",
+        "_UID": "102",
+        "_SYSTEMD_UNIT": "postfix@-.service",  # Debian's unit for the default instance
         "MESSAGE": message,
     }
     record.update(fields)
@@ -539,6 +541,36 @@ def test_journal_without_comm_or_time() -> None:
 def test_journal_records_that_give_nothing(fields: dict[str, object]) -> None:
     message = fields.pop("MESSAGE", MESSAGE_TOO_MUCH)
     assert parse_journal_json(_journal(message, **fields), RELAY) is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "uids", "counts"),
+    [
+        ({}, (), True),  # Postfix's unit
+        ({"_SYSTEMD_UNIT": "postfix.service"}, (), True),
+        ({"_SYSTEMD_UNIT": "postfix@postfix-out.service"}, (), True),
+        ({"_SYSTEMD_UNIT": None}, (102,), True),  # Postfix's user
+        ({"_SYSTEMD_UNIT": None}, (), False),
+        ({"_SYSTEMD_UNIT": None, "_UID": "12345"}, (102,), False),
+        ({"_SYSTEMD_UNIT": "user@12345.service", "_UID": "12345"}, (102,), False),
+        ({"_SYSTEMD_UNIT": "postfix@-.service2"}, (), False),
+        ({"_SYSTEMD_UNIT": "xpostfix.service"}, (), False),
+        ({"_SYSTEMD_UNIT": "postfix@a/b.service"}, (), False),
+        ({"_SYSTEMD_UNIT": ["postfix.service"]}, (), False),
+        ({"_SYSTEMD_UNIT": None, "_UID": 102}, (102,), False),  # journald writes strings
+        ({"_SYSTEMD_UNIT": None, "_UID": "0102"}, (102,), True),
+        ({"_SYSTEMD_UNIT": None, "_UID": "١٠٢"}, (102,), False),  # non-ASCII digits
+        ({"_SYSTEMD_UNIT": None, "_UID": "9" * 40}, (102,), False),
+        ({"_SYSTEMD_UNIT": None, "_SYSTEMD_USER_UNIT": "postfix.service"}, (), False),
+    ],
+)
+def test_journal_counts_only_what_journald_attributes_to_postfix(
+    fields: dict[str, object], uids: tuple[int, ...], counts: bool
+) -> None:
+    """_UID and _SYSTEMD_UNIT come from the sender's credentials and cgroup; a local user's
+    `logger -t postfix/smtp` or a process renamed "smtp" carries its own uid and unit."""
+    event = parse_journal_json(_journal(MESSAGE_TOO_MUCH, **fields), RELAY, postfix_uids=uids)
+    assert (event is not None) is counts
 
 
 @pytest.mark.parametrize(
@@ -787,11 +819,12 @@ JSON_VALUES = st.recursive(
 @given(
     fields=st.dictionaries(
         st.sampled_from(["MESSAGE", "SYSLOG_IDENTIFIER", "_PID", "_COMM", "_HOSTNAME",
-                         "__REALTIME_TIMESTAMP", "SYSLOG_PID"]),
+                         "__REALTIME_TIMESTAMP", "SYSLOG_PID", "_UID"]),
         JSON_VALUES,
     ),
     now=st.datetimes(),
 )  # fmt: skip
 def test_any_journal_record_is_safe(fields: dict[str, object], now: datetime) -> None:
     parse_journal_json(json.dumps(fields), RELAY)
+    parse_journal_json(json.dumps({"_SYSTEMD_UNIT": "postfix.service", **fields}), RELAY)
     parse_line(INCIDENT_TOO_MUCH, RELAY, now=now)
