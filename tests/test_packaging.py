@@ -225,7 +225,7 @@ def test_reconnect_unit_is_a_root_oneshot_started_on_demand() -> None:
 # -- sysusers ------------------------------------------------------------------------------------
 
 
-def test_sysusers_creates_the_user_in_group_adm(tmp_path: Path) -> None:
+def test_sysusers_creates_the_user_in_groups_adm_and_postdrop(tmp_path: Path) -> None:
     sysusers = tool("systemd-sysusers", "systemd")
     etc = tmp_path / "etc"
     etc.mkdir()
@@ -247,6 +247,9 @@ def test_sysusers_creates_the_user_in_group_adm(tmp_path: Path) -> None:
     groups = {g.split(":")[0]: g.split(":") for g in (etc / "group").read_text().splitlines()}
     assert groups["ddnsagent"][2] == user[3]  # its own primary group
     assert "ddnsagent" in groups["adm"][3].split(",")
+    # postdrop: made when Postfix has not made it (the unit names it), and the user is in it
+    assert int(groups["postdrop"][2]) < 1000
+    assert "ddnsagent" in groups["postdrop"][3].split(",")
 
 
 # -- sudoers and polkit --------------------------------------------------------------------------
