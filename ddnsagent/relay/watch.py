@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ddnsagent.errors import DdnsagentError
 from ddnsagent.relay.decide import Decider, Decision, backing
 from ddnsagent.relay.logparse import (
     DEFAULT_RATE_PATTERNS,
@@ -182,6 +183,8 @@ class RelayWatch:
                     self.events.reconnected(outcome)
                 if not outcome.done:
                     log.warning("relay: %s", outcome.message)
+        except DdnsagentError as exc:  # e.g. a state file someone replaced: said in one line
+            log.error("relay watchdog: the recovery failed: %s", exc)
         except Exception:
             log.exception("relay watchdog: the recovery failed")
 
