@@ -33,7 +33,7 @@ from ddnsagent import logsetup
 from ddnsagent.errors import ConfigError, DdnsagentError
 from ddnsagent.exitcodes import EXIT_CONFIG, EXIT_OK, EXIT_RETRY, EXIT_STOPPED
 from ddnsagent.outcome import SyncReport
-from ddnsagent.outputs import exporter, metrics, notify, sdnotify
+from ddnsagent.outputs import metrics, notify, sdnotify
 from ddnsagent.schedule import sync_trigger
 from ddnsagent.store import StateLock, Store
 from ddnsagent.sync import Agent, SyncOptions
@@ -120,6 +120,8 @@ class Daemon:
                 self._textfile.cancel()
                 self._textfile = None
             m = cfg.metrics
+            if m is not None:
+                from ddnsagent.outputs import exporter  # lazy: the exposition only with [metrics]
             if m is not None and m.listen is not None:
                 try:
                     self._metrics_server = await exporter.serve(self.metrics, *m.listen)

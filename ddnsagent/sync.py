@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress
@@ -47,8 +47,9 @@ from ddnsagent.store import (
     Target,
     ZoneRecord,
 )
-from ddnsagent.zones.base import ZoneBackend, ZoneCommon, desired
-from ddnsagent.zones.registry import backend_for
+
+if TYPE_CHECKING:  # the zone code loads only when a [[zone]] is configured
+    from ddnsagent.zones.base import ZoneBackend, ZoneCommon
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +294,10 @@ class Agent:
         ):
             entry.message = f"already holds {shown}"
             return
+        # lazy: the zone code only when a [[zone]] is configured
+        from ddnsagent.zones.base import desired
+        from ddnsagent.zones.registry import backend_for  # lazy: as above
+
         backend: ZoneBackend = backend_for(settings)
         want = desired(settings, addresses)
         if options.dry_run:
