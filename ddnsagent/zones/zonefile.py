@@ -24,7 +24,6 @@ zone", and the previous file is put back and the freeze/thaw path taken.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime
 import os
 import pwd
@@ -442,7 +441,7 @@ class Backend:
         if not outcome.ok:
             raise _Untouched(
                 f"the edited zone failed the check, so {s.path} was not replaced: "
-                f"{_shown_output(outcome, copies, quotable)}"
+                f"{_shown_output(outcome, copies is not None, quotable)}"
             )
 
     def _put_back(self, zone: _ZoneFile, old: atomic.Read) -> str:
@@ -560,20 +559,18 @@ class _ZoneFile:
         return serial is not None and (serial - last) % 2**32 < 2**31
 
 
-def _shown_output(outcome: process.Outcome, copies: str | None, quotable: bool) -> str:
-    """The check's outcome for a message. Lines naming the included copies (in `copies`) are
-    left out, since an included file's content is never quoted; and all output when the zone
-    file is not world-readable."""
-    if not quotable:
-        return (
-            f"`{outcome.argv[0]}` failed; its output would quote the zone file, which not "
-            "everyone may read, so it is not shown: run the check by hand"
-        )
-    if copies is not None and copies in outcome.output:
-        kept = [line for line in outcome.output.splitlines() if copies not in line]
-        note = "(lines about $INCLUDE files are not shown: their content is never quoted)"
-        outcome = dataclasses.replace(outcome, output="\n".join([*kept, note]))
-    return outcome.describe()
+def _shown_output(outcome: process.Outcome, has_includes: bool, quotable: bool) -> str:
+    """The failed check's outcome for a message. Its output quotes records, and says nothing
+    of which file each came from: with $INCLUDE files (whose content is never quoted), or a
+    zone file not everyone may read, only how it ended is shown."""
+    if not has_includes and quotable:
+        return outcome.describe()
+    why = "the zone has $INCLUDE files" if has_includes else "not everyone may read the zone file"
+    ended = f"exited {outcome.returncode}" if outcome.returncode is not None else outcome.problem
+    return (
+        f"`{outcome.argv[0]}` {ended}; its output is not shown because it may quote what the "
+        f"files hold and {why}: run the check by hand"
+    )
 
 
 def _serial_span(text: str, origin: str) -> tuple[int, int] | None:

@@ -76,8 +76,8 @@ class IncludeReader:
             name, inside = filename, "/" not in filename
         if not inside or name in ("", ".", "..") or "/" in name:
             raise ZoneEditError(
-                f"{where}: $INCLUDE of a file outside {self.path} refused (only files directly "
-                "in the zone's include_dir are read; move the file there or set include_dir)"
+                f"{where}: the file is outside {self.path}; refused (only files directly in the "
+                "zone's include_dir are read: move it there, or set include_dir)"
             )
         return name
 
