@@ -2,7 +2,8 @@
 
 The hosts file (`hosts_file`, default /var/lib/ddnsagent/dnsmasq.hosts) is given to dnsmasq with
 `addn-hosts=<path>` in its configuration. The agent owns it: it is replaced whole, atomically, at
-every change, with a header saying so; each line is `ADDRESS FQDN [SHORT]`, the short name only
+every change, in its opened directory (a link or FIFO planted there is refused, never followed),
+with a header saying so; each line is `ADDRESS FQDN [SHORT]`, the short name only
 for single-label names. Point addn-hosts at the file, not at its directory: atomic replacement
 creates a temporary file beside it for a moment.
 
@@ -35,10 +36,12 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from ddnsagent.errors import ZoneApplyError
+from ddnsagent.errors import UnsafeFile, ZoneApplyError
+from ddnsagent.safefile import Directory
 from ddnsagent.table import Table
 from ddnsagent.zones.base import Desired, ZoneBackend, ZoneCommon, read_common
 from ddnsagent.zones.owned import (
+    OwnedFile,
     Records,
     absolute_path,
     carry_over,
@@ -46,9 +49,8 @@ from ddnsagent.zones.owned import (
     check_served,
     count,
     header,
-    read_owned,
+    peek,
     summary,
-    write_owned,
 )
 
 TYPE = "dnsmasq"
@@ -57,6 +59,7 @@ KEYS = "hosts_file, pidfile"
 DEFAULT_HOSTS_FILE = "/var/lib/ddnsagent/dnsmasq.hosts"
 DEFAULT_PIDFILE = "/run/dnsmasq/dnsmasq.pid"
 PROGRAM = "dnsmasq"  # what /proc/PID/comm must say
+PIDFILE_LIMIT = 64  # a pid and a newline
 
 
 @dataclass(frozen=True)
@@ -109,14 +112,19 @@ def hang_up(pidfile: Path) -> int:
     """SIGHUP the dnsmasq whose pid `pidfile` holds; its pid, or ZoneApplyError."""
     start = "start dnsmasq (it reads the hosts file at start), or set pidfile to its --pid-file"
     try:
-        text = pidfile.read_text(encoding="ascii", errors="replace").strip()
+        # dnsmasq's user may write its pid directory: no link followed, no FIFO waited on.
+        with Directory(pidfile.parent) as directory:
+            data = directory.read(pidfile.name, PIDFILE_LIMIT)
+        text = data.decode("ascii", errors="replace").strip()
     except FileNotFoundError:
         raise ZoneApplyError(f"{pidfile} does not exist: is dnsmasq running? {start}") from None
+    except UnsafeFile as exc:
+        raise ZoneApplyError(f"{exc}; dnsmasq was not signalled") from None
     except OSError as exc:
-        raise ZoneApplyError(f"cannot read {pidfile}: {exc}") from None
+        raise ZoneApplyError(f"cannot read {pidfile}: {exc.strerror or exc}") from None
     if not text.isdigit() or int(text) < 1:
         # 0 and negative numbers would signal whole process groups: never pass them on.
-        raise ZoneApplyError(f"{pidfile} holds {text[:40]!r}, not a process id; {start}")
+        raise ZoneApplyError(f"{pidfile} holds something that is not a process id; {start}")
     pid = int(text)
     stale = f"{pidfile} is stale: no process {pid} is running, so dnsmasq is down; {start}"
     try:
@@ -159,18 +167,15 @@ class Backend:
 
     def describe(self, want: Desired) -> str:
         s = self.settings
-        try:
-            previous = parse(s.hosts_file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError):
-            previous = {}
-        records = carry_over(s, want, previous)
+        records = carry_over(s, want, parse(peek(s.hosts_file)))
         return f"write {s.hosts_file} and SIGHUP the pid in {s.pidfile}: {summary(records)}"
 
     async def apply(self, want: Desired) -> str:
         s = self.settings
-        previous = parse(read_owned(s.hosts_file, s))
-        records = carry_over(s, want, previous)
-        await write_owned(s.hosts_file, render(s, records))
+        with OwnedFile(s.hosts_file) as owned:
+            previous = parse(owned.read(s))
+            records = carry_over(s, want, previous)
+            await owned.write(render(s, records))
         done = f"wrote {count(records)} records to {s.hosts_file}"
         try:
             pid = hang_up(s.pidfile)

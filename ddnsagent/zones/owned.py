@@ -3,13 +3,16 @@ replacing it, the records it should hold now, and asking the server whether it s
 
 The agent owns such a file entirely: it is replaced whole, atomically, at every change, and
 starts with a header naming the zone, so a file someone else wrote (or another zone's) is never
-overwritten. A family whose address is unknown this time keeps what the file held for it.
+overwritten. Its directory is opened once and the file is read and replaced by plain name in
+it (`OwnedFile`), so a link, FIFO or hard link planted at its name is refused, never followed.
+A family whose address is unknown this time keeps what the file held for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -18,10 +21,11 @@ import dns.exception
 
 from ddnsagent import dnsclient
 from ddnsagent.address import IPAddress
-from ddnsagent.errors import ZoneApplyError
+from ddnsagent.errors import UnsafeFile, ZoneApplyError
+from ddnsagent.safefile import Directory
 from ddnsagent.table import Table
 from ddnsagent.zones.base import Desired, ZoneCommon
-from ddnsagent.zones.edit.atomic import atomic_write
+from ddnsagent.zones.edit import atomic
 
 Records = dict[str, dict[int, list[IPAddress]]]  # absolute name → family → addresses
 
@@ -99,40 +103,94 @@ def owner(text: str) -> str | None:
     return match.group(1) if match else None
 
 
-def read_owned(path: Path, settings: ZoneCommon) -> str:
-    """The current text of an owned file ("" when missing), or ZoneApplyError when the file
-    belongs to someone else: it is never overwritten then."""
+# An owned file holds a few records per name: 1 MiB is thousands of times more than that, and
+# small enough that reading a runaway file costs nothing.
+MAX_OWNED_BYTES = 1024 * 1024
+
+
+class OwnedFile:
+    """An owned file in its directory, opened once: read through one descriptor (no link
+    followed, a regular file with one name, owned by root, by the directory's owner or by us,
+    capped), then replaced in the same opened directory. The directory may belong to another
+    user (dnsmasq's hosts file in the service user's directory): whatever that user plants at
+    the name, root neither reads nor writes through it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.directory = Directory(path.parent)
+        except UnsafeFile as exc:
+            raise ZoneApplyError(f"{exc}; nothing changed") from None
+        self.old: atomic.Read | None = None
+
+    def __enter__(self) -> OwnedFile:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.directory.close()
+
+    def read(self, settings: ZoneCommon) -> str:
+        """The current text ("" when missing), or ZoneApplyError when the file is unsafe or
+        belongs to someone else: it is never overwritten then."""
+        owners = atomic.trusted_owners(self.directory, [os.geteuid()])
+        try:
+            self.old = atomic.read(self.directory, self.path.name, MAX_OWNED_BYTES, owners)
+            text = self.old.data.decode("utf-8")
+        except FileNotFoundError:
+            return ""
+        except UnsafeFile as exc:
+            raise ZoneApplyError(
+                f"{exc}; nothing changed. The agent's file must be a regular file (not a link), "
+                "with one name, owned by root, by the directory's owner or by the agent's user"
+            ) from None
+        except UnicodeDecodeError:
+            raise ZoneApplyError(f"{self.path} is not UTF-8 text; nothing changed") from None
+        except OSError as exc:
+            raise ZoneApplyError(
+                f"cannot read {self.path}: {exc.strerror or exc}; nothing changed"
+            ) from None
+        who = owner(text)
+        if who is None:
+            raise ZoneApplyError(
+                f"{self.path} exists and was not written by ddnsagent; nothing changed. The agent "
+                "owns this file entirely: move your own content elsewhere and delete it, or "
+                "choose another path for this zone"
+            )
+        if who and who != settings.name:
+            raise ZoneApplyError(
+                f'{self.path} belongs to zone "{who}"; nothing changed. Give each [[zone]] its '
+                "own file (or delete this one if you renamed the zone)"
+            )
+        return text
+
+    async def write(self, text: str) -> None:
+        """Atomically, mode 0644 so the server's own user can read it, no backup: a `.bak`
+        beside it could be picked up by a directory include and serve stale addresses."""
+        try:
+            await asyncio.to_thread(
+                atomic.replace,
+                self.directory,
+                self.path.name,
+                text.encode(),
+                self.old,
+                keep_backup=False,
+                mode=0o644,
+            )
+        except OSError as exc:
+            raise ZoneApplyError(
+                f"cannot write {self.path}: {exc.strerror or exc}; the running server was not "
+                "touched"
+            ) from None
+
+
+def peek(path: Path) -> str:
+    """The text of an owned file for a dry run: "" when it cannot be read safely."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        with Directory(path.parent) as directory:
+            owners = atomic.trusted_owners(directory, [os.geteuid()])
+            return atomic.read(directory, path.name, MAX_OWNED_BYTES, owners).data.decode()
+    except (OSError, UnicodeDecodeError, UnsafeFile):
         return ""
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ZoneApplyError(f"cannot read {path}: {exc}; nothing changed") from None
-    who = owner(text)
-    if who is None:
-        raise ZoneApplyError(
-            f"{path} exists and was not written by ddnsagent; nothing changed. The agent owns "
-            "this file entirely: move your own content elsewhere and delete it, or choose "
-            "another path for this zone"
-        )
-    if who and who != settings.name:
-        raise ZoneApplyError(
-            f'{path} belongs to zone "{who}"; nothing changed. Give each [[zone]] its own file '
-            "(or delete this one if you renamed the zone)"
-        )
-    return text
-
-
-async def write_owned(path: Path, text: str) -> None:
-    """Atomically, mode 0644 so the server's own user can read it, no backup: a `.bak` beside
-    it could be picked up by a directory include and serve stale addresses."""
-    try:
-        await asyncio.to_thread(atomic_write, path, text.encode(), 0o644, False)
-    except OSError as exc:
-        fix = " (create the directory first)" if isinstance(exc, FileNotFoundError) else ""
-        raise ZoneApplyError(
-            f"cannot write {path}: {exc}{fix}; the running server was not touched"
-        ) from None
 
 
 def summary(records: Records) -> str:

@@ -49,6 +49,7 @@ from ddnsagent.table import Table
 from ddnsagent.zones.base import Desired, ZoneBackend, ZoneCommon, read_common
 from ddnsagent.zones.owned import (
     RRTYPE,
+    OwnedFile,
     Records,
     absolute_path,
     carry_over,
@@ -57,9 +58,8 @@ from ddnsagent.zones.owned import (
     count,
     header,
     managed_names,
-    read_owned,
+    peek,
     summary,
-    write_owned,
 )
 
 TYPE = "unbound"
@@ -151,16 +151,14 @@ class Backend:
         return f"write {s.include} and load with {' '.join(s.control)}: {summary(records)}"
 
     def _previous_quietly(self) -> Records:
-        try:
-            return parse(self.settings.include.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError):
-            return {}
+        return parse(peek(self.settings.include))
 
     async def apply(self, want: Desired) -> str:
         s = self.settings
-        previous = parse(read_owned(s.include, s))
-        records = carry_over(s, want, previous)
-        await write_owned(s.include, render(s, records))
+        with OwnedFile(s.include) as owned:
+            previous = parse(owned.read(s))
+            records = carry_over(s, want, previous)
+            await owned.write(render(s, records))
         done = f"wrote {count(records)} records to {s.include}"
         names = list(dict.fromkeys([*previous, *(s.fqdn(n) for n in managed_names(s))]))
         await self._control("local_datas_remove", names, done)

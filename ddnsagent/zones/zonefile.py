@@ -26,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
+import pwd
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -36,21 +38,26 @@ import dns.name
 
 from ddnsagent import dnsclient, process
 from ddnsagent.address import IPAddress
-from ddnsagent.errors import ZoneApplyError, ZoneEditError
+from ddnsagent.errors import UnsafeFile, ZoneApplyError, ZoneEditError, ZoneSyntaxError
+from ddnsagent.safefile import Directory
 from ddnsagent.table import Table
 from ddnsagent.zones.base import Desired, ZoneBackend, ZoneCommon, absolute_records, read_common
-from ddnsagent.zones.edit import masterfile
-from ddnsagent.zones.edit.atomic import atomic_write
-from ddnsagent.zones.edit.editor import Validation, edit_zone
+from ddnsagent.zones.edit import atomic, masterfile
+from ddnsagent.zones.edit.editor import MAX_INCLUDED_BYTES, Validation, edit_zone
+from ddnsagent.zones.edit.includes import IncludeReader
 from ddnsagent.zones.edit.serial import SERIAL_POLICIES, SerialPolicy, next_serial
 
 TYPE = "zonefile"
 KEYS = (
     "path, serial (date|increment|unixtime), check, reload, dynamic (freeze|refuse), "
-    "freeze, thaw, include_dir, timeout"
+    "freeze, thaw, include_dir, owners, timeout"
 )
 
 FULL_VALIDATION_MAX_LINES = 20_000
+# The largest zone file read: a 100,000-record zone is about 4 MB, so this is far above any zone
+# a home server keeps, and low enough that a runaway file ends in a refusal, not in MemoryError.
+# A constant, not a key: nobody needs to tune it, and a key would be one more thing to get wrong.
+MAX_ZONE_BYTES = 64 * 1024 * 1024
 DYNAMIC_POLICIES = ("freeze", "refuse")
 _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin", "/sbin"])
 
@@ -66,6 +73,8 @@ class Settings(ZoneCommon):
     dynamic: str
     include_dir: str  # where relative $INCLUDE names are resolved (BIND's `directory`)
     timeout: float  # per command
+    owners: tuple[int, ...] = ()  # uids trusted to own the zone's files, besides root and the
+    # owner of its directory (e.g. bind, where named rewrites a dynamic zone in a root-owned dir)
 
 
 def from_table(t: Table) -> Settings:
@@ -99,7 +108,23 @@ def from_table(t: Table) -> Settings:
         dynamic=t.string("dynamic", "freeze", choices=DYNAMIC_POLICIES),
         include_dir=include_dir,
         timeout=t.duration("timeout", 30.0),
+        owners=_owners(t),
     )
+
+
+def _owners(t: Table) -> tuple[int, ...]:
+    uids = []
+    for user in t.str_list("owners", []):
+        if user.isdecimal():
+            uids.append(int(user))
+            continue
+        try:
+            uids.append(pwd.getpwnam(user).pw_uid)
+        except KeyError:
+            raise t.error(
+                "owners", f"there is no user {user!r}", 'name a user of this machine, e.g. "bind"'
+            ) from None
+    return tuple(uids)
 
 
 def _argv(t: Table, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -184,17 +209,28 @@ class Backend:
         groups = _groups(want)
         if not groups:
             return "nothing to do: no managed name has a known address"
-        journal = Path(s.path + ".jnl")
-        if journal.exists():
-            return self._dynamic_update(want, groups, f"the server keeps its changes in {journal}")
-        try:
-            return self._update(want, groups, s.reload, "reload", dynamic=False)
-        except _DynamicAfterAll as exc:
-            # BIND removes the journal when it loads a newer file, and then refuses `reload`.
-            why = f"the reload answered that it is: {exc}; the previous file was put back"
-            return self._dynamic_update(want, groups, why)
+        with self._zone_directory() as zone_dir:
+            zone = _ZoneFile(zone_dir, Path(s.path).name, s)
+            if zone_dir.exists(zone.journal):
+                return self._dynamic_update(
+                    zone, want, groups, f"the server keeps its changes in {s.path}.jnl"
+                )
+            try:
+                return self._update(zone, want, groups, s.reload, "reload", dynamic=False)
+            except _DynamicAfterAll as exc:
+                # BIND removes the journal when it loads a newer file, and then refuses `reload`.
+                why = f"the reload answered that it is: {exc}; the previous file was put back"
+                return self._dynamic_update(zone, want, groups, why)
 
-    def _dynamic_update(self, want: Desired, groups: Groups, why: str) -> str:
+    def _zone_directory(self) -> Directory:
+        """The zone file's directory, opened once: every name in it is used relative to it."""
+        s = self.settings
+        try:
+            return Directory(Path(s.path).parent)
+        except UnsafeFile as exc:
+            raise ZoneApplyError(f"{exc}; {s.path} was not touched") from None
+
+    def _dynamic_update(self, zone: _ZoneFile, want: Desired, groups: Groups, why: str) -> str:
         s = self.settings
         if s.dynamic == "refuse":
             raise ZoneApplyError(
@@ -215,8 +251,8 @@ class Backend:
             raise ZoneApplyError(f"could not freeze the dynamic zone: {frozen.describe()}{hint}")
         thaw_needed = True
         try:
-            self._wait_for_dump()
-            message = self._update(want, groups, s.thaw, "thaw", dynamic=True)
+            self._wait_for_dump(zone)
+            message = self._update(zone, want, groups, s.thaw, "thaw", dynamic=True)
             thaw_needed = False
             return message
         except _Untouched as exc:
@@ -235,25 +271,28 @@ class Backend:
             if thaw_needed:  # an unexpected error: never leave the zone frozen
                 process.run(s.thaw, s.timeout)
 
-    def _wait_for_dump(self) -> None:
+    def _wait_for_dump(self, zone: _ZoneFile) -> None:
         """`rndc freeze` returns before BIND has written the journal's changes into the file;
         wait (bounded by `timeout`) until the file's serial has caught up with the journal."""
         s = self.settings
-        journal = Path(s.path + ".jnl")
         deadline = time.monotonic() + s.timeout
         for _ in range(max(1, int(s.timeout / _DUMP_POLL) + 1)):
-            if _dumped(Path(s.path), journal, s.origin):
-                return
+            try:
+                if zone.dumped():
+                    return
+            except UnsafeFile as exc:
+                raise _Untouched(zone.refusal(exc)) from None
             if time.monotonic() >= deadline:
                 break
             time.sleep(_DUMP_POLL)
         raise _Untouched(
-            f"after freeze, the server did not write the journal {journal} into {s.path} "
+            f"after freeze, the server did not write the journal {s.path}.jnl into {s.path} "
             f"within {s.timeout:g}s; nothing was changed"
         )
 
     def _update(
         self,
+        zone: _ZoneFile,
         want: Desired,
         groups: Groups,
         activate: tuple[str, ...],
@@ -262,31 +301,39 @@ class Backend:
     ) -> str:
         s = self.settings
         path = Path(s.path)
+        old = zone.read()
         try:
-            old_bytes = path.read_bytes()
-            old_text = old_bytes.decode("utf-8")
-        except OSError as exc:
-            raise _Untouched(f"cannot read {path}: {exc.strerror or exc}") from None
+            old_text = old.data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise _Untouched(f"{path} is not UTF-8 text: {exc}") from None
-        result = self._edit(old_text, groups)
-        records = absolute_records(s, want)
-        if result is None:
-            if dynamic:
-                thawed = process.run(activate, s.timeout)
-                if not thawed.ok:
-                    raise ZoneApplyError(
-                        f"{path} is already up to date, but thawing failed: {thawed.describe()}"
-                        f" — the zone is still frozen, thaw it by hand: {' '.join(activate)}"
-                    )
-            self._verify(records, "the file is already up to date")
-            return f"{path} already up to date"
-        self._check(result.text)
+            raise _Untouched(
+                f"{path} is not UTF-8 text (byte {exc.start}); nothing changed"
+            ) from None
+        zone.directory.remove_stale_temps(zone.name)  # a kill -9 may have left them
+        zone.directory.remove_stale_temps(zone.name + atomic.BACKUP_SUFFIX)
+        with IncludeReader(s.include_dir, limit=MAX_INCLUDED_BYTES, extra_owners=s.owners) as inc:
+            result = self._edit(old_text, groups, inc, zone.quotable(old))
+            records = absolute_records(s, want)
+            if result is None:
+                if dynamic:
+                    thawed = process.run(activate, s.timeout)
+                    if not thawed.ok:
+                        raise ZoneApplyError(
+                            f"{path} is already up to date, but thawing failed: "
+                            f"{thawed.describe()} — the zone is still frozen, thaw it by hand: "
+                            f"{' '.join(activate)}"
+                        )
+                self._verify(records, "the file is already up to date")
+                return f"{path} already up to date"
+            self._check(result.text, inc, zone.quotable(old))
 
         try:
-            atomic_write(path, result.text.encode("utf-8"), keep_backup=True)
+            atomic.replace(
+                zone.directory, zone.name, result.text.encode("utf-8"), old, keep_backup=True
+            )
         except OSError as exc:
-            raise _Untouched(f"cannot replace {path}: {exc}") from None
+            raise _Untouched(
+                f"cannot replace {path}: {exc.strerror or exc}; nothing changed"
+            ) from None
         summary = (
             f"{path}: {result.changes} record change(s), "
             f"serial {result.old_serial} -> {result.new_serial}"
@@ -295,11 +342,11 @@ class Backend:
             done = process.run(activate, s.timeout)
             if not done.ok:
                 if not dynamic and s.freeze and _DYNAMIC_REFUSAL in done.output:
-                    problem = self._put_back(old_bytes)
+                    problem = self._put_back(zone, old)
                     if problem:
                         raise ZoneApplyError(f"{verb} failed: {done.describe()}; {problem}")
                     raise _DynamicAfterAll(done)
-                raise ZoneApplyError(self._roll_back(old_bytes, activate, verb, done))
+                raise ZoneApplyError(self._roll_back(zone, old, activate, verb, done))
             summary += f"; {verb}ed"
         else:
             summary += "; not reloaded (no reload command)"
@@ -310,7 +357,9 @@ class Backend:
             summary += f"; warning: {warning}"
         return summary
 
-    def _edit(self, text: str, groups: Groups) -> _Result | None:
+    def _edit(
+        self, text: str, groups: Groups, includes: IncludeReader, quotable: bool
+    ) -> _Result | None:
         """Edit each group of names; None when the file already holds everything.
 
         edit_zone takes one address set per call, so names with different sets (LAN hosts)
@@ -332,7 +381,7 @@ class Backend:
                     serial=s.serial,
                     today=today,
                     now=now,
-                    include_dir=s.include_dir,
+                    include_dir=includes,
                     validate=validate,
                 )
                 if old_serial is None:
@@ -349,52 +398,76 @@ class Backend:
             if changed > 1:
                 current = _set_serial(current, s.origin, new_serial)
         except (ZoneEditError, ValueError) as exc:
-            raise _Untouched(f"{s.path}: {exc}; the file was left as it is") from None
+            detail = str(exc)
+            if not quotable and "$INCLUDE" not in detail:
+                # Messages about the zone's own text may quote it (a bad name, a serial): not
+                # for a file that not everyone may read (someone may have renamed a secret
+                # file to the zone's name).
+                line = f" (line {exc.line})" if isinstance(exc, ZoneSyntaxError) else ""
+                detail = (
+                    f"it cannot be edited safely{line}; the details would quote the file, which "
+                    "not everyone may read, so they are not shown: run named-checkzone on it"
+                )
+            raise _Untouched(f"{s.path}: {detail}; the file was left as it is") from None
         return _Result(current, old_serial, new_serial, changes, warnings)
 
-    def _check(self, text: str) -> None:
+    def _check(self, text: str, includes: IncludeReader, quotable: bool) -> None:
+        """Run `check` on a private copy of exactly the bytes to be installed; its $INCLUDEs
+        point at private copies of the included files as they were examined, so the checker
+        never opens a name in a directory someone else may write."""
         s = self.settings
         if not s.check:
             return
         try:
             with tempfile.TemporaryDirectory(prefix="ddnsagent-check-") as directory:
-                candidate = os.path.join(directory, os.path.basename(s.path))
-                with open(candidate, "w", encoding="utf-8", newline="") as file:
-                    file.write(text)
-                argv = process.expand(s.check, {"path": candidate})
-                cwd = s.include_dir if os.path.isdir(s.include_dir) else None
-                outcome = process.run(argv, s.timeout, cwd=cwd)
+                candidate, copies = text, None
+                if "$INCLUDE" in text.upper():
+                    scan = masterfile.scan(text, dns.name.from_text(s.origin), frozenset())
+                    if scan.includes:
+                        copies = os.path.join(directory, "included")
+                        os.mkdir(copies, 0o700)
+                        listed = [(i.filename, i.span) for i in scan.includes]
+                        candidate = includes.write_copies(text, listed, Path(copies))
+                path = os.path.join(directory, os.path.basename(s.path))
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8", newline="") as file:
+                    file.write(candidate)
+                argv = process.expand(s.check, {"path": path})
+                outcome = process.run(argv, s.timeout, cwd=directory)
+        except ZoneEditError as exc:
+            raise _Untouched(f"{s.path}: {exc}; the file was left as it is") from None
         except OSError as exc:
-            raise _Untouched(f"cannot write the copy to check: {exc}") from None
+            raise _Untouched(f"cannot write the copy to check: {exc.strerror or exc}") from None
         if not outcome.ok:
             raise _Untouched(
                 f"the edited zone failed the check, so {s.path} was not replaced: "
-                f"{outcome.describe()}"
+                f"{_shown_output(outcome, copies is not None, quotable)}"
             )
 
-    def _put_back(self, old_bytes: bytes) -> str:
-        """Put the previous file (FILE.bak) back; an empty string, or what went wrong."""
+    def _put_back(self, zone: _ZoneFile, old: atomic.Read) -> str:
+        """Put the previous content back (the bytes read before the edit, which FILE.bak also
+        holds); an empty string, or what went wrong."""
         s = self.settings
-        backup = Path(os.path.realpath(s.path) + ".bak")
         try:
-            previous = backup.read_bytes()
-        except OSError:
-            previous = old_bytes
-        try:
-            atomic_write(s.path, previous, keep_backup=False)
+            atomic.replace(zone.directory, zone.name, old.data, old, keep_backup=False)
         except OSError as exc:
             return (
-                f"putting the previous file back failed too ({exc}): {s.path} holds the new "
-                f"zone, the previous one is in {backup}"
+                f"putting the previous file back failed too ({exc.strerror or exc}): {s.path} "
+                f"holds the new zone, the previous one is in {s.path}{atomic.BACKUP_SUFFIX}"
             )
         return ""
 
     def _roll_back(
-        self, old_bytes: bytes, activate: tuple[str, ...], verb: str, failed: process.Outcome
+        self,
+        zone: _ZoneFile,
+        old: atomic.Read,
+        activate: tuple[str, ...],
+        verb: str,
+        failed: process.Outcome,
     ) -> str:
         """Put the previous file back and activate it again; the message names both."""
         s = self.settings
-        problem = self._put_back(old_bytes)
+        problem = self._put_back(zone, old)
         if problem:
             return f"{verb} failed: {failed.describe()}; {problem}"
         again = process.run(activate, s.timeout)
@@ -423,29 +496,81 @@ _DYNAMIC_REFUSAL = "dynamic zone"  # rndc: 'reload' failed: dynamic zone
 _DUMP_POLL = 0.05
 
 
-def _dumped(path: Path, journal: Path, origin: str) -> bool:
-    """Whether the zone file holds at least the journal's last serial (RFC 1982 order)."""
-    try:
-        with journal.open("rb") as file:
-            header = file.read(28)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        header = b""
-    if len(header) < 28 or not header.startswith(b";BIND LOG V9"):
-        # Not a journal format we know: settle for the file being newer than the journal.
+class _ZoneFile:
+    """The zone file in its opened directory: read, checked and replaced by plain name."""
+
+    def __init__(self, directory: Directory, name: str, settings: Settings) -> None:
+        self.directory = directory
+        self.name = name
+        self.journal = name + ".jnl"
+        self.settings = settings
+        self.owners = atomic.trusted_owners(directory, settings.owners)
+
+    def refusal(self, exc: UnsafeFile) -> str:
+        return (
+            f"{exc} — a zone file, its journal and its $INCLUDE files must be regular files "
+            "(not symbolic links: set path to the real file), with one name, owned by root, by "
+            f"the owner of {self.directory.path} or by a user in `owners`; nothing was changed"
+        )
+
+    def read(self) -> atomic.Read:
         try:
-            return path.stat().st_mtime_ns >= journal.stat().st_mtime_ns
-        except OSError:
+            return atomic.read(self.directory, self.name, MAX_ZONE_BYTES, self.owners)
+        except UnsafeFile as exc:
+            raise _Untouched(self.refusal(exc)) from None
+        except FileNotFoundError:
+            raise _Untouched(f"cannot read {self.settings.path}: it does not exist") from None
+        except OSError as exc:
+            raise _Untouched(f"cannot read {self.settings.path}: {exc.strerror or exc}") from None
+
+    @staticmethod
+    def quotable(old: atomic.Read) -> bool:
+        """Whether messages may quote the file: only when anyone may read it anyway."""
+        return bool(old.info.st_mode & stat.S_IROTH)
+
+    def dumped(self) -> bool:
+        """Whether the zone file holds at least the journal's last serial (RFC 1982 order).
+        UnsafeFile when the journal or the file is not one we read."""
+        d = self.directory
+        try:
+            fd = d.open(self.journal, owners=self.owners)
+        except FileNotFoundError:
             return True
-    # BIND's journal header: 16 bytes of format, then (serial, offset) of the first and of
-    # the last transaction, 4 bytes each, big-endian.
-    last = int.from_bytes(header[24:28], "big")
-    try:
-        serial = _file_serial(path.read_text(encoding="utf-8"), origin)
-    except (OSError, UnicodeDecodeError, ZoneEditError):
-        return False
-    return serial is not None and (serial - last) % 2**32 < 2**31
+        try:
+            header = os.read(fd, 28)
+        finally:
+            os.close(fd)
+        if len(header) < 28 or not header.startswith(b";BIND LOG V9"):
+            # Not a journal format we know: settle for the file being newer than the journal.
+            try:
+                zone = os.stat(self.name, dir_fd=d.fd, follow_symlinks=False)
+                journal = os.stat(self.journal, dir_fd=d.fd, follow_symlinks=False)
+            except OSError:
+                return True
+            return zone.st_mtime_ns >= journal.st_mtime_ns
+        # BIND's journal header: 16 bytes of format, then (serial, offset) of the first and of
+        # the last transaction, 4 bytes each, big-endian.
+        last = int.from_bytes(header[24:28], "big")
+        try:
+            text = atomic.read(d, self.name, MAX_ZONE_BYTES, self.owners).data.decode("utf-8")
+            serial = _file_serial(text, self.settings.origin)
+        except (FileNotFoundError, UnicodeDecodeError, ZoneEditError):
+            return False
+        return serial is not None and (serial - last) % 2**32 < 2**31
+
+
+def _shown_output(outcome: process.Outcome, has_includes: bool, quotable: bool) -> str:
+    """The failed check's outcome for a message. Its output quotes records, and says nothing
+    of which file each came from: with $INCLUDE files (whose content is never quoted), or a
+    zone file not everyone may read, only how it ended is shown."""
+    if not has_includes and quotable:
+        return outcome.describe()
+    why = "the zone has $INCLUDE files" if has_includes else "not everyone may read the zone file"
+    ended = f"exited {outcome.returncode}" if outcome.returncode is not None else outcome.problem
+    return (
+        f"`{outcome.argv[0]}` {ended}; its output is not shown because it may quote what the "
+        f"files hold and {why}: run the check by hand"
+    )
 
 
 def _serial_span(text: str, origin: str) -> tuple[int, int] | None:

@@ -1,4 +1,5 @@
-"""atomic_write: content, metadata, backups, and what survives a SIGKILL."""
+"""atomic: reading and replacing a file in an opened directory — content, metadata, the backup,
+and what survives a SIGKILL."""
 
 from __future__ import annotations
 
@@ -15,30 +16,42 @@ from pathlib import Path
 import dns.zone
 import pytest
 
+from ddnsagent.errors import UnsafeFile
+from ddnsagent.safefile import Directory
 from ddnsagent.zones.edit import atomic
-from ddnsagent.zones.edit.atomic import atomic_write
 
-ATOMIC_SOURCE = Path(atomic.__file__)
+LIMIT = 1 << 20
 
 
 def leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
 
 
+def write(directory: Path, name: str, data: bytes, keep_backup: bool = True) -> None:
+    """Read the current file (if any) and replace it, as the zonefile backend does."""
+    with Directory(directory) as d:
+        owners = atomic.trusted_owners(d, [os.geteuid()])
+        try:
+            old: atomic.Read | None = atomic.read(d, name, LIMIT, owners)
+        except FileNotFoundError:
+            old = None
+        atomic.replace(d, name, data, old, keep_backup=keep_backup)
+
+
 def test_replaces_content_and_keeps_exactly_one_backup(tmp_path: Path) -> None:
     path = tmp_path / "db.example"
-    atomic_write(path, b"one\n")
+    write(tmp_path, path.name, b"one\n")
     assert path.read_bytes() == b"one\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert not (tmp_path / "db.example.bak").exists()  # nothing to back up yet
 
-    first_inode = path.stat().st_ino
-    atomic_write(path, b"two\n")
+    write(tmp_path, path.name, b"two\n")
     backup = tmp_path / "db.example.bak"
     assert (path.read_bytes(), backup.read_bytes()) == (b"two\n", b"one\n")
-    assert backup.stat().st_ino == first_inode  # a hard link to the replaced file, not a copy
+    # The backup is written from the bytes read, not linked to whatever the name holds.
+    assert backup.stat().st_nlink == 1 and path.stat().st_nlink == 1
 
-    atomic_write(str(path), b"three\n")
+    write(tmp_path, path.name, b"three\n")
     assert (path.read_bytes(), backup.read_bytes()) == (b"three\n", b"two\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["db.example", "db.example.bak"]
 
@@ -47,9 +60,12 @@ def test_keeps_mode_unless_told_otherwise(tmp_path: Path) -> None:
     path = tmp_path / "db.example"
     path.write_bytes(b"old")
     path.chmod(0o640)
-    atomic_write(path, b"new")
+    write(tmp_path, path.name, b"new")
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
-    atomic_write(path, b"newer", mode=0o600)
+    assert stat.S_IMODE((tmp_path / "db.example.bak").stat().st_mode) == 0o640
+    with Directory(tmp_path) as d:
+        old = atomic.read(d, path.name, LIMIT, [os.geteuid()])
+        atomic.replace(d, path.name, b"newer", old, keep_backup=False, mode=0o600)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
@@ -59,41 +75,45 @@ def test_keeps_owner_and_group_as_root(tmp_path: Path) -> None:
     path.write_bytes(b"old")
     os.chown(path, 4242, 4343)
     path.chmod(0o2640)  # setgid survives because mode is set after chown
-    atomic_write(path, b"new")
-    info = path.stat()
-    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (4242, 4343, 0o2640)
+    with Directory(tmp_path) as d:
+        old = atomic.read(d, path.name, LIMIT, [4242])
+        atomic.replace(d, path.name, b"new", old, keep_backup=True)
+    for name in ("db.example", "db.example.bak"):
+        info = (tmp_path / name).stat()
+        assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (4242, 4343, 0o2640)
 
 
-def test_follows_a_symlink_and_keeps_it(tmp_path: Path) -> None:
+def test_a_symlink_is_not_read_and_replacing_swaps_the_link_not_its_target(
+    tmp_path: Path,
+) -> None:
+    """Deliberately changed: atomic_write used to follow a link and replace its target."""
     real = tmp_path / "real.zone"
     real.write_bytes(b"old")
     link = tmp_path / "link.zone"
     link.symlink_to(real)
-    atomic_write(link, b"new")
-    assert link.is_symlink() and real.read_bytes() == b"new"
-    assert (tmp_path / "real.zone.bak").read_bytes() == b"old"
+    with Directory(tmp_path) as d:
+        with pytest.raises(UnsafeFile, match="symbolic link"):
+            atomic.read(d, "link.zone", LIMIT, [os.geteuid()])
+        atomic.replace(d, "link.zone", b"new", None, keep_backup=True)
+    assert real.read_bytes() == b"old"
+    assert not link.is_symlink() and link.read_bytes() == b"new"
 
 
-def test_without_backup(tmp_path: Path) -> None:
+def test_over_the_cap_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "big").write_bytes(b"x" * 101)
+    with Directory(tmp_path) as d, pytest.raises(UnsafeFile, match="larger than 100 bytes"):
+        atomic.read(d, "big", 100, [os.geteuid()])
+
+
+def test_without_backup_and_stale_temps_removed(tmp_path: Path) -> None:
     path = tmp_path / "db.example"
     path.write_bytes(b"old")
-    atomic_write(path, b"new", keep_backup=False)
+    # What a kill -9 left behind: the old module's temporary names and safefile's.
+    for stale in (".db.example.abc123.tmp", ".db.example.0a1b2c.bak.tmp", ".db.example.bak.f.tmp"):
+        (tmp_path / stale).write_bytes(b"half")
+    write(tmp_path, path.name, b"new", keep_backup=False)
     assert path.read_bytes() == b"new" and leftovers(tmp_path) == []
     assert not (tmp_path / "db.example.bak").exists()
-
-
-def test_backup_is_copied_where_hard_links_are_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def no_links(*args: object) -> None:
-        raise OSError(errno.EPERM, "no hard links here")
-
-    path = tmp_path / "db.example"
-    path.write_bytes(b"old")
-    monkeypatch.setattr(atomic.os, "link", no_links)
-    atomic_write(path, b"new")
-    assert (tmp_path / "db.example.bak").read_bytes() == b"old"
-    assert path.read_bytes() == b"new" and leftovers(tmp_path) == []
 
 
 def test_failed_rename_leaves_the_old_file_and_no_temporary(
@@ -101,34 +121,41 @@ def test_failed_rename_leaves_the_old_file_and_no_temporary(
 ) -> None:
     real_replace = os.replace
 
-    def failing_replace(source: str, target: str) -> None:
+    def failing_replace(source: str, target: str, **kw: object) -> None:
         if not target.endswith(".bak"):
             raise OSError(errno.EIO, "disk on fire")
-        real_replace(source, target)
+        real_replace(source, target, **kw)  # type: ignore[arg-type]
 
     path = tmp_path / "db.example"
     path.write_bytes(b"old")
-    monkeypatch.setattr(atomic.os, "replace", failing_replace)
+    monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk on fire"):
-        atomic_write(path, b"new")
+        write(tmp_path, path.name, b"new")
+    monkeypatch.undo()
     assert path.read_bytes() == b"old" and leftovers(tmp_path) == []
 
 
 # --- crash safety -------------------------------------------------------------------------------
 
-# The writer loads atomic.py by path, so it starts without importing dnspython.
+# The writer imports only atomic and safefile, so it starts without dnspython.
 WRITER = """
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("atomic", sys.argv[1])
-atomic = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(atomic)
-path = sys.argv[2]
-contents = [open(sys.argv[3], "rb").read(), open(sys.argv[4], "rb").read()]
-atomic.atomic_write(path, contents[0])
+import os, sys
+from ddnsagent.safefile import Directory
+from ddnsagent.zones.edit import atomic
+directory, name = os.path.split(sys.argv[1])
+contents = [open(sys.argv[2], "rb").read(), open(sys.argv[3], "rb").read()]
+def write(data):
+    with Directory(directory) as d:
+        try:
+            old = atomic.read(d, name, 1 << 24, [os.geteuid()])
+        except FileNotFoundError:
+            old = None
+        atomic.replace(d, name, data, old, keep_backup=True)
+write(contents[0])
 print("writing", flush=True)
 i = 1
 while True:
-    atomic.atomic_write(path, contents[i % 2])
+    write(contents[i % 2])
     i += 1
 """
 
@@ -158,15 +185,14 @@ def test_sigkill_at_random_moments_leaves_old_or_new_content(tmp_path: Path) -> 
     seen = set()
     for kill in range(30):
         child = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(ATOMIC_SOURCE), str(path), *sources],
-            stdout=subprocess.PIPE,
+            [sys.executable, "-c", WRITER, str(path), *sources], stdout=subprocess.PIPE
         )
         try:
             assert child.stdout is not None and child.stdout.readline() == b"writing\n"
             time.sleep(rng.uniform(0, 0.05))
         finally:
             child.send_signal(signal.SIGKILL)
-            child.wait()
+            child.wait(timeout=10)
             if child.stdout is not None:
                 child.stdout.close()
         for name in ("example.net.zone", "example.net.zone.bak"):
@@ -174,7 +200,10 @@ def test_sigkill_at_random_moments_leaves_old_or_new_content(tmp_path: Path) -> 
             content = (workdir / name).read_bytes()
             assert content in versions, f"kill {kill} (seed {seed}): {name} is torn"
         seen.add(path.read_bytes())
-    # Temporary files of killed writers may remain; nothing else may appear.
-    for name in leftovers(workdir):
-        assert name.startswith(".example.net.zone.") and name.endswith(".tmp"), name
+        # Temporary files of killed writers may remain; nothing else may appear.
+        for name in leftovers(workdir):
+            assert name.startswith(".example.net.zone.") and name.endswith(".tmp"), name
     assert len(seen) == 2, f"seed {seed}: every kill found the same version"
+    # The next write removes what the kills left behind.
+    write(workdir, path.name, versions[0])
+    assert leftovers(workdir) == []

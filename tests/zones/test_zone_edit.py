@@ -142,12 +142,14 @@ def test_include_without_include_dir_is_reported_and_scan_validated() -> None:
 
 def test_managed_record_inside_include_is_reported_and_refused(tmp_path: Path) -> None:
     shutil.copy(DATA / "static.inc", tmp_path / "static.inc")
-    with pytest.raises(ZoneEditError, match=r"nas.example.net. A would hold .*192.0.2.20"):
+    with pytest.raises(ZoneEditError, match=r"nas.example.net. A would hold .*1 record.*INCLUDE"):
         edit(ZONE, ["nas"], include_dir=tmp_path)
     with pytest.raises(ZoneEditError, match="INCLUDE"):
         edit(ZONE, ["nas"], include_dir=tmp_path, validate="scan")
     result = edit(ZONE, ["nas"], {6: [V6]}, include_dir=tmp_path)  # AAAA only: fine
-    assert any("static.inc:2: nas.example.net. A 192.0.2.20" in w for w in result.warnings)
+    # Named by file, line, name and type; the included file's content is never quoted.
+    assert any("static.inc:2: a managed A record of nas.example.net." in w for w in result.warnings)
+    assert not any("192.0.2.20" in w for w in result.warnings)
     assert result.text.endswith('"vpn; still vpn"\nnas\tIN\tAAAA\t2001:db8::77\n')  # appended
 
 
@@ -403,19 +405,21 @@ def test_nested_includes_are_examined_relative_to_include_dir(tmp_path: Path) ->
     (tmp_path / "outer.inc").write_text('$INCLUDE "inner.inc"\n')
     (tmp_path / "inner.inc").write_text("www IN A 192.0.2.99\n")
     zone = MINIMAL + '$INCLUDE "outer.inc"\n'
-    with pytest.raises(ZoneEditError, match=r"192\.0\.2\.99"):
+    with pytest.raises(ZoneEditError, match=r"www.example.net. A would hold .*from \$INCLUDE"):
         edit(zone, ["www"], {4: [V4]}, include_dir=tmp_path)
     result = edit(zone, ["www"], {4: [V4]}, include_dir=tmp_path, validate="none")
-    assert any("inner.inc:1: www.example.net. A 192.0.2.99" in w for w in result.warnings)
+    assert any("inner.inc:1: a managed A record of www.example.net." in w for w in result.warnings)
     (tmp_path / "inner.inc").write_text("ftp IN A 192.0.2.99\n")
+    # Nested relative names are resolved against include_dir by us; dnspython opens no file,
+    # so "full" validation no longer falls back to "scan" (deliberately changed).
     result = edit(zone, ["www"], {4: [V4]}, include_dir=tmp_path)
-    assert any("relative $INCLUDE inside" in w for w in result.warnings)
+    assert result.changed and not any("INCLUDE" in w for w in result.warnings)
 
 
 def test_unreadable_include_is_refused_unless_validation_is_off(tmp_path: Path) -> None:
     zone = MINIMAL + '$INCLUDE "missing.inc"\n'
     for validate in ("full", "scan"):
-        with pytest.raises(ZoneEditError, match=r"cannot read .*missing\.inc"):
+        with pytest.raises(ZoneEditError, match=r"missing\.inc does not exist"):
             edit(zone, ["www"], {4: [V4]}, include_dir=tmp_path, validate=validate)
     result = edit(zone, ["www"], {4: [V4]}, include_dir=tmp_path, validate="none")
     assert any("missing.inc" in w for w in result.warnings)

@@ -1,119 +1,92 @@
-"""Replace a file so that readers and crashes only ever see the old or the new content.
+"""A file in a directory another user may write, read once and replaced so that readers and
+crashes only ever see the old or the new content.
 
-A name server may reload the zone at any moment and the machine may lose power at any moment;
-writing the zone file in place would let either catch a half-written file.  So the new content is
-written to a temporary file beside the target and renamed over it: rename(2) within one file
-system swaps the name atomically, and the fsync calls make the swap durable in the right order.
+A zone file lives in the name server's directory (group `bind` may write /var/lib/bind), so
+whoever can write that directory can put a symbolic link, a FIFO or a hard link where the zone
+file was. Root must never read or write through such a name. So the directory is opened once
+(`safefile.Directory`), the file is opened by plain name in it without following links and
+checked with fstat() before a byte is read (a regular file, one link, a trusted owner), reads are
+capped, and the new content goes to a temporary file created with O_EXCL in that same opened
+directory and renamed there: rename(2) swaps the name atomically, and fsync makes it durable.
+
+The one-generation backup (`NAME.bak`) is written from the bytes we read, not linked to
+whatever the name holds by then, so a name swapped between our read and the backup cannot be
+what the backup keeps.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
-import shutil
 import stat
-import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-_DEFAULT_MODE = 0o644  # a new zone file must be readable by the name server's user
+from ddnsagent.errors import UnsafeFile
+from ddnsagent.safefile import Directory
+
+DEFAULT_MODE = 0o644  # a new zone file must be readable by the name server's user
+BACKUP_SUFFIX = ".bak"
 
 
-def atomic_write(
-    path: str | os.PathLike[str],
-    data: bytes,
-    mode: int | None = None,
-    keep_backup: bool = True,
-) -> None:
-    """Atomically replace ``path`` with ``data``.
+@dataclass(frozen=True)
+class Read:
+    """What `read` found: the content and the file's metadata (from the same descriptor)."""
 
-    ``mode`` defaults to the existing file's permission bits (0o644 for a new file).  When
-    running as root the existing file's owner and group are kept; otherwise the group is kept
-    when the caller may set it.  With ``keep_backup``, the previous content stays available as
-    ``path + ".bak"`` (one generation).  A symbolic link at ``path`` is followed, so the link stays
-    and its target is replaced.
-    """
-    target = os.path.realpath(os.fspath(path))
-    directory, base = os.path.split(target)
+    data: bytes
+    info: os.stat_result
+
+
+def trusted_owners(directory: Directory, extra: Iterable[int] = ()) -> frozenset[int]:
+    """Who may own a file in `directory`: root, the directory's owner, and `extra`."""
+    return frozenset({0, directory.uid, *extra})
+
+
+def read(directory: Directory, name: str, limit: int, owners: Iterable[int]) -> Read:
+    """The whole of `name` in `directory`, through one descriptor opened without following
+    links (O_NONBLOCK: a FIFO never blocks) and fstat()ed before reading: refused (UnsafeFile)
+    unless a regular file with one link and an owner in `owners`, or when over `limit` bytes.
+    FileNotFoundError when it does not exist."""
+    fd = directory.open(name, owners=owners)
     try:
-        old = os.stat(target)
-    except FileNotFoundError:
-        old = None
-    if mode is None:
-        mode = stat.S_IMODE(old.st_mode) if old is not None else _DEFAULT_MODE
-
-    # Same directory as the target: rename(2) is only atomic within one file system, and
-    # the name server's directory may be a different mount from /tmp.  mkstemp opens with
-    # O_EXCL and a random name, so concurrent writers never share a temporary file.
-    fd, temp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            # Owner before mode: chown(2) clears set-user-ID and set-group-ID bits.
-            if old is not None:
-                _copy_owner(file.fileno(), old)
-            os.fchmod(file.fileno(), mode)
-            # The data must be on disk before the rename is: otherwise a crash soon after the
-            # rename can leave the new name pointing at an empty or partial file.
-            os.fsync(file.fileno())
-        if keep_backup and old is not None:
-            _backup(target, directory, base)
-        # The atomic step: readers see either the old inode or the complete new one.
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    # The rename (and the backup link) live in the directory; fsync it so they survive a crash.
-    _fsync_directory(directory)
-
-
-def _copy_owner(fd: int, old: os.stat_result) -> None:
-    if os.geteuid() == 0:
-        os.fchown(fd, old.st_uid, old.st_gid)
-    elif old.st_gid != os.getegid():
-        # An unprivileged owner may still give the file a group it belongs to.
-        with contextlib.suppress(PermissionError):
-            os.fchown(fd, -1, old.st_gid)
-
-
-def _backup(target: str, directory: str, base: str) -> None:
-    """Make ``target + ".bak"`` the current content of ``target``, replacing older backups.
-
-    A hard link costs no copying and is the very inode being replaced, which nobody writes to
-    again since replacement goes by rename.  The link is made under a temporary name and renamed
-    over the old backup, so a crash never leaves the backup missing or half-copied.  File systems
-    without hard links get a copy instead.
-    """
-    backup = target + ".bak"
-    temp = ""
-    try:
-        for _ in range(100):
-            temp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.bak.tmp")
-            try:
-                os.link(target, temp)
-            except FileExistsError:
-                continue
-            except OSError:
-                # No hard links here (some FUSE and FAT file systems): copy, exclusively.
-                with open(target, "rb") as source, open(temp, "xb") as copy:
-                    shutil.copyfileobj(source, copy)
-                    copy.flush()
-                    os.fsync(copy.fileno())
-                shutil.copystat(target, temp)
-            break
-        else:  # pragma: no cover - 100 collisions of 48 random bits
-            raise FileExistsError(f"no free temporary name for the backup of {target}")
-        os.replace(temp, backup)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-
-
-def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
+        info = os.fstat(fd)
+        if info.st_size > limit:
+            raise UnsafeFile(f"{directory.where(name)} is larger than {limit} bytes; refused")
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, min(1 << 16, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:  # it grew while we read
+                raise UnsafeFile(f"{directory.where(name)} is larger than {limit} bytes; refused")
+        return Read(b"".join(chunks), info)
     finally:
         os.close(fd)
+
+
+def replace(
+    directory: Directory,
+    name: str,
+    data: bytes,
+    old: Read | None,
+    *,
+    keep_backup: bool,
+    mode: int | None = None,
+) -> None:
+    """Atomically make `name` hold `data`, in the opened `directory`.
+
+    `old` is what `read` returned for the current file (None: there was none): the new file
+    gets its permission bits (unless `mode` is given; DEFAULT_MODE for a new file) and, when
+    running as root, its owner and group. With `keep_backup`, `old.data` is first written to
+    `NAME.bak` the same way (one generation). Temporary files a kill left behind are removed
+    first. On any error the temporary file is gone and `name` is as it was.
+    """
+    directory.remove_stale_temps(name)
+    owner = (old.info.st_uid, old.info.st_gid) if old is not None else None
+    if mode is None:
+        mode = stat.S_IMODE(old.info.st_mode) if old is not None else DEFAULT_MODE
+    mode &= 0o7777
+    if keep_backup and old is not None:
+        backup = name + BACKUP_SUFFIX
+        directory.remove_stale_temps(backup)
+        directory.replace(backup, old.data, stat.S_IMODE(old.info.st_mode), owner=owner)
+    directory.replace(name, data, mode, owner=owner)

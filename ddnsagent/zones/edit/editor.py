@@ -6,7 +6,7 @@ come back exactly as written.  So instead of parsing the zone into objects and p
 record and the SOA serial) and replaces them in place; lines are added only when a managed name
 needs more records than it has, and removed only when it has more than it needs.  The editing is
 done on strings (included files are only read, to check them); the result is checked with
-dnspython before it is handed back, and :func:`ddnsagent.zones.edit.atomic.atomic_write`
+dnspython before it is handed back, and :func:`ddnsagent.zones.edit.atomic.replace`
 puts it on disk.
 """
 
@@ -17,7 +17,6 @@ import ipaddress
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal, get_args
 
 import dns.exception
@@ -28,8 +27,9 @@ import dns.rdatatype
 import dns.zone
 
 from ddnsagent.address import IPAddress
-from ddnsagent.errors import ZoneEditError
+from ddnsagent.errors import ZoneEditError, ZoneSyntaxError
 from ddnsagent.zones.edit import masterfile
+from ddnsagent.zones.edit.includes import IncludeReader
 from ddnsagent.zones.edit.masterfile import Entry, Scan, spell_name
 from ddnsagent.zones.edit.serial import SERIAL_POLICIES, SerialPolicy, next_serial
 
@@ -38,6 +38,9 @@ _VALIDATIONS: tuple[str, ...] = get_args(Validation)
 _RRTYPE = {4: "A", 6: "AAAA"}
 _MAX_TTL = 2**31 - 1
 _MAX_INCLUDE_DEPTH = 8
+# All $INCLUDE files of a zone together; far above any hand-kept include, low enough that a
+# device or a runaway file ends in a refusal, not in MemoryError.
+MAX_INCLUDED_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,7 @@ def edit_zone(
     serial: SerialPolicy = "date",
     today: datetime.date,
     now: int,
-    include_dir: str | os.PathLike[str] | None = None,
+    include_dir: str | os.PathLike[str] | IncludeReader | None = None,
     validate: Validation = "full",
 ) -> ZoneEdit:
     """Make each of ``names`` hold exactly ``addresses[4]`` / ``addresses[6]`` in ``text``.
@@ -90,12 +93,15 @@ def edit_zone(
     On a 100,000-record zone the edit takes about 0.15 s, ``"scan"`` adds as much again, and
     ``"full"`` about 6 s (dnspython's parser).
 
-    ``$INCLUDE`` files are read only when ``include_dir`` is given (relative names are resolved
-    against it, as BIND does with its ``directory``).  They are never edited; managed records
-    found in them are reported in ``warnings`` and make validation fail, and so does an included
-    file that cannot be read.  Without ``include_dir``, or when an included file has a relative
-    ``$INCLUDE`` of its own (dnspython would resolve it against the working directory), the
-    result is validated with ``"scan"`` at most.
+    ``$INCLUDE`` files are read only when ``include_dir`` is given (a directory, or an
+    :class:`~ddnsagent.zones.edit.includes.IncludeReader` for it), and only files directly in
+    it (relative names are resolved against it, as BIND does with its ``directory``), through
+    the rules of :mod:`ddnsagent.zones.edit.includes`: no links, regular files, a trusted
+    owner, a size cap, and no message quoting their content.  They are never edited; managed
+    records found in them are reported in ``warnings`` and make validation fail, and so does an
+    included file that cannot be read or is refused.  dnspython never opens them: ``"full"``
+    loads the zone without its $INCLUDE lines and counts the included A/AAAA records found by
+    the scan.  Without ``include_dir`` the result is validated with ``"scan"`` at most.
 
     Raises :class:`ZoneEditError` (or its subclass ``ZoneSyntaxError``) when the zone cannot be
     edited safely; the input should then be left as it is.
@@ -145,30 +151,31 @@ def edit_zone(
             if validate == "full":
                 validate = "scan"
         else:
-            _read_includes(scan, Path(include_dir), zone_origin, watched, included)
+            reader = (
+                include_dir
+                if isinstance(include_dir, IncludeReader)
+                else IncludeReader(include_dir, limit=MAX_INCLUDED_BYTES)
+            )
+            try:
+                _read_includes(scan, reader, zone_origin, watched, included)
+            finally:
+                if reader is not include_dir:
+                    reader.close()
             for path, entry in included.records:
                 warnings.append(
-                    f"{path}:{entry.line}: {entry.owner} {entry.rrtype} {' '.join(entry.rdata)} "
-                    "is in an $INCLUDE file and was not edited"
+                    f"{path}:{entry.line}: a managed {entry.rrtype} record of {entry.owner} is in "
+                    "an $INCLUDE file and was not edited"
                 )
             warnings.extend(included.problems)
             if included.problems and validate != "none":
                 raise ZoneEditError(
                     "cannot check the $INCLUDE files: " + "; ".join(included.problems)
                 )
-            if included.nested_relative and validate == "full":
-                # dnspython would open these relative to the working directory, not include_dir.
-                warnings.append(
-                    "relative $INCLUDE inside "
-                    + ", ".join(included.nested_relative)
-                    + ": the result was validated by re-scanning, not loaded by dnspython"
-                )
-                validate = "scan"
 
     expected = {(name, family): set(want) for name, _ in managed for family, want in wanted.items()}
     if validate == "full":
         _validate_with_dnspython(
-            text, planner.edits, scan, zone_origin, include_dir, expected, new_serial
+            text, planner.edits, scan, zone_origin, included.records, expected, new_serial
         )
     elif validate == "scan":
         _validate_by_rescan(new_text, zone_origin, watched, included.records, expected, new_serial)
@@ -413,73 +420,68 @@ class _Included:
 
     records: list[tuple[str, Entry]] = field(default_factory=list)  # (file, A/AAAA entry)
     problems: list[str] = field(default_factory=list)  # files that could not be examined
-    nested_relative: list[str] = field(default_factory=list)  # files with relative $INCLUDE
 
 
 def _read_includes(
     scan: Scan,
-    include_dir: Path,
+    reader: IncludeReader,
     zone_origin: dns.name.Name,
     watched: frozenset[str],
     found: _Included,
     depth: int = 0,
+    parent: str | None = None,
 ) -> _Included:
-    """Scan the $INCLUDE files of ``scan`` recursively, relative to ``include_dir``."""
+    """Scan the $INCLUDE files of ``scan`` recursively, through ``reader`` (confined to its
+    directory). Problems name the file and line, never what an included file holds."""
     for include in scan.includes:
-        path = include_dir / include.filename
+        where = f"$INCLUDE on line {include.line}" + (f" of {parent}" if parent else "")
         if depth >= _MAX_INCLUDE_DEPTH:
-            found.problems.append(f"{path}: $INCLUDE nested too deeply")
+            found.problems.append(f"{where}: $INCLUDE nested too deeply")
             continue
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            found.problems.append(f"$INCLUDE on line {include.line}: cannot read {path}: {exc}")
+            name = reader.resolve(include.filename, where)
+            text = reader.read(name, where)
+        except ZoneEditError as exc:
+            found.problems.append(str(exc))
             continue
-        sub = masterfile.scan(
-            text,
-            include.origin,
-            watched,
-            last_owner=include.last_owner,
-            zone_origin=zone_origin,
-            filename=str(path),
-        )
+        shown = str(reader.path / name)
+        try:
+            sub = masterfile.scan(
+                text,
+                include.origin,
+                watched,
+                last_owner=include.last_owner,
+                zone_origin=zone_origin,
+                filename=shown,
+            )
+        except ZoneSyntaxError as exc:
+            # The scanner quotes the offending token; an included file's content is not shown.
+            found.problems.append(
+                f"{where}: {shown}:{exc.line}: not a valid master file line (the content of "
+                "included files is not shown)"
+            )
+            continue
+        reader.spans[name] = [(i.filename, i.span) for i in sub.includes]
         for entries in sub.watched.values():
             found.records.extend(
-                (str(path), e) for e in entries if e.rrtype in ("A", "AAAA") and e.is_in_class
+                (shown, e) for e in entries if e.rrtype in ("A", "AAAA") and e.is_in_class
             )
-        if any(not os.path.isabs(i.filename) for i in sub.includes):
-            found.nested_relative.append(str(path))
-        _read_includes(sub, include_dir, zone_origin, watched, found, depth + 1)
+        _read_includes(sub, reader, zone_origin, watched, found, depth + 1, shown)
     return found
 
 
-def _validation_text(
-    text: str,
-    edits: list[_Edit],
-    scan: Scan,
-    include_dir: str | os.PathLike[str] | None,
-) -> str:
-    """The edited text with top-level $INCLUDE file names made absolute for dnspython.
-
-    dnspython opens included files relative to the process's working directory; BIND resolves
-    them against its ``directory``, which is what ``include_dir`` stands for.
-    """
-    extra: list[_Edit] = []
-    if include_dir is not None:
-        for include in scan.includes:
-            path = os.path.join(os.fspath(include_dir), include.filename)
-            if include.span is None or '"' in path or "\\" in path:
-                raise ZoneEditError(
-                    f"line {include.line}: cannot resolve $INCLUDE {include.filename!r} "
-                    "for validation"
-                )
-            extra.append(_Edit(include.span[0], include.span[1], f'"{path}"'))
-    return _apply(text, [*edits, *extra])
+def _without_includes(text: str, edits: list[_Edit], scan: Scan) -> str:
+    """The edited text with each $INCLUDE directive blanked (its newlines kept, so line numbers
+    stay): dnspython must never open a file itself. It would follow any path, links, FIFOs and
+    devices, and quote what it read in its errors. Included files are examined by
+    `_read_includes` instead, and the check command gets copies."""
+    blanks = [_Edit(i.start, i.end, "\n" * text.count("\n", i.start, i.end)) for i in scan.includes]
+    return _apply(text, [*edits, *blanks])
 
 
-def _load(text: str, origin: dns.name.Name, allow_include: bool) -> dns.zone.Zone:
+def _load(text: str, origin: dns.name.Name) -> dns.zone.Zone:
     return dns.zone.from_text(
-        text, origin, relativize=False, check_origin=True, allow_include=allow_include
+        text, origin, relativize=False, check_origin=True, allow_include=False
     )
 
 
@@ -491,18 +493,17 @@ def _validate_with_dnspython(
     edits: list[_Edit],
     scan: Scan,
     origin: dns.name.Name,
-    include_dir: str | os.PathLike[str] | None,
+    included: list[tuple[str, Entry]],
     expected: dict[tuple[dns.name.Name, int], set[IPAddress]],
     new_serial: int | None,
 ) -> None:
-    allow_include = bool(scan.includes)
     try:
-        zone = _load(_validation_text(text, edits, scan, include_dir), origin, allow_include)
+        zone = _load(_without_includes(text, edits, scan), origin)
     except _LOAD_ERRORS as exc:
         detail = f"the edited zone does not load: {exc}"
         if edits:
             try:
-                _load(_validation_text(text, [], scan, include_dir), origin, allow_include)
+                _load(_without_includes(text, [], scan), origin)
             except _LOAD_ERRORS:
                 detail += " (the zone did not load before the edit either)"
         raise ZoneEditError(detail) from exc
@@ -512,7 +513,7 @@ def _validate_with_dnspython(
         got: set[IPAddress | str] = set()
         if rdataset is not None:
             got = {ipaddress.ip_address(rd.address) for rd in rdataset}
-        _compare(name, family, got, want, bool(scan.includes))
+        _compare(name, family, got, _included_values(included, name, family), want)
     if new_serial is not None:
         soa = zone.get_rdataset(origin, dns.rdatatype.SOA)
         if soa is None or soa[0].serial != new_serial:
@@ -528,7 +529,7 @@ def _validate_by_rescan(
     new_serial: int | None,
 ) -> None:
     rescan = masterfile.scan(text, origin, watched)
-    entries = [e for es in rescan.watched.values() for e in es] + [e for _, e in included]
+    entries = [e for es in rescan.watched.values() for e in es]
     for (name, family), want in expected.items():
         key = masterfile.name_key(name)
         got: set[IPAddress | str] = set()
@@ -536,26 +537,41 @@ def _validate_by_rescan(
             if entry.owner == key and entry.rrtype == _RRTYPE[family] and entry.is_in_class:
                 address = _address_of(entry, family)
                 got.add(address if address is not None else " ".join(entry.rdata))
-        _compare(name, family, got, want, bool(included))
+        _compare(name, family, got, _included_values(included, name, family), want)
     if new_serial is not None:
         serial, _, reason = _find_serial(text, rescan)
         if serial != new_serial:
             raise ZoneEditError(f"the edited zone does not have SOA serial {new_serial}: {reason}")
 
 
+def _included_values(
+    included: list[tuple[str, Entry]], name: dns.name.Name, family: int
+) -> set[IPAddress | str]:
+    """What the $INCLUDE files hold for `name` and `family` (compared, never quoted)."""
+    key = masterfile.name_key(name)
+    values: set[IPAddress | str] = set()
+    for _, entry in included:
+        if entry.owner == key and entry.rrtype == _RRTYPE[family] and entry.is_in_class:
+            address = _address_of(entry, family)
+            values.add(address if address is not None else " ".join(entry.rdata))
+    return values
+
+
 def _compare(
     name: dns.name.Name,
     family: int,
     got: set[IPAddress | str],
+    from_includes: set[IPAddress | str],
     want: set[IPAddress],
-    has_includes: bool,
 ) -> None:
-    if got != want:
+    if got | from_includes != want:
         shown = ", ".join(sorted(str(a) for a in got)) or "nothing"
         wanted = ", ".join(sorted(str(a) for a in want)) or "nothing"
-        hint = (
-            " (records in $INCLUDE files are not edited; see the warnings)" if has_includes else ""
-        )
+        hint = ""
+        if from_includes:
+            # An included file's content is never quoted: it may be one only root can read.
+            shown += f" and {len(from_includes)} record(s) from $INCLUDE files"
+            hint = " (records in $INCLUDE files are not edited; see the warnings)"
         raise ZoneEditError(
             f"after the edit {name} {_RRTYPE[family]} would hold {shown} instead of {wanted}{hint}"
         )

@@ -110,6 +110,8 @@ class Include:
     last_owner: str | None  # owner a blank owner field at the top of the file inherits
     line: int
     span: tuple[int, int] | None  # absolute span of the filename token, if on the first line
+    start: int = 0  # span of the whole directive, its newline included
+    end: int = 0
 
 
 @dataclass(slots=True)
@@ -290,6 +292,8 @@ def scan(
                         last_key,
                         entry_line,
                         span,
+                        entry_start,
+                        min(pos, len(text)),
                     )
                 )
             elif directive == "$GENERATE":
