@@ -24,6 +24,7 @@ from dataclasses import dataclass
 OUTPUT_CAP = 64 * 1024  # bytes of output kept; the rest is read and dropped
 QUOTED = 400  # characters of output quoted in a message
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for an async command past its limit
+LINE_LIMIT = 1 << 20  # bytes of one line `on_line` sees; a longer line is skipped, not a stall
 
 
 @dataclass(frozen=True)
@@ -149,13 +150,29 @@ async def run_async(
     kept: list[bytearray] = [bytearray() for _ in streams]
 
     async def drain(index: int) -> None:
+        """Keep up to OUTPUT_CAP bytes; hand `on_line` each stdout line, skipping (never
+        stalling on) a line longer than LINE_LIMIT."""
         stream = streams[index]
         assert stream is not None
-        while line := await stream.readline():
+        pending = bytearray()
+        dropping = False  # inside a line that was too long: skip to its end
+        while chunk := await stream.read(1 << 16):
             if len(kept[index]) < OUTPUT_CAP:
-                kept[index] += line
-            if on_line is not None and index == 0:
-                on_line(line.decode("utf-8", "replace").rstrip())
+                kept[index] += chunk[: OUTPUT_CAP - len(kept[index])]
+            if on_line is None or index != 0:
+                continue
+            pending += chunk
+            while (end := pending.find(b"\n")) >= 0:
+                line = bytes(pending[:end])
+                del pending[: end + 1]
+                if not dropping:
+                    on_line(line.decode("utf-8", "replace").rstrip())
+                dropping = False
+            if len(pending) > LINE_LIMIT:
+                pending.clear()
+                dropping = True
+        if pending and not dropping and on_line is not None:
+            on_line(pending.decode("utf-8", "replace").rstrip())
 
     async def feed() -> None:
         if stdin is not None and proc.stdin is not None:
