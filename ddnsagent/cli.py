@@ -483,7 +483,7 @@ def _init(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     text = (files("ddnsagent") / "data" / "config.example.toml").read_text(encoding="utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.chmod(path, 0o600)

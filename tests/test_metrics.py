@@ -329,6 +329,18 @@ def test_textfile_is_written_whole_readable_and_without_leftovers(tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddnsagent.prom"]
 
 
+def test_a_link_planted_in_the_collector_directory_is_not_followed(tmp_path: Path) -> None:
+    """The textfile directory may be writable by node_exporter's user: a symlink planted at our
+    file's name is replaced, its target never written."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    path = tmp_path / "ddnsagent.prom"
+    path.symlink_to(victim)
+    write_textfile(Metrics(clock=Clock()), path)
+    assert victim.read_text() == "precious\n"
+    assert not path.is_symlink() and "ddnsagent_up" in path.read_text()
+
+
 def test_a_failed_textfile_write_leaves_the_old_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -337,10 +349,10 @@ def test_a_failed_textfile_write_leaves_the_old_file(
     write_textfile(m, path)
     before = path.read_text()
 
-    def no_rename(src: Any, dst: Any) -> None:
+    def no_rename(*args: Any, **kwargs: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(exporter.os, "replace", no_rename)
+    monkeypatch.setattr(os, "replace", no_rename)
     m.observe_sync(report())
     with pytest.raises(OSError):
         write_textfile(m, path)

@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from pathlib import Path
 
 from ddnsagent.address import is_loopback_host
+from ddnsagent.errors import UnsafeFile
 from ddnsagent.outputs.metrics import Metrics
+from ddnsagent.safefile import Directory
 
 log = logging.getLogger(__name__)
 
@@ -126,21 +127,13 @@ def _response(
 
 
 def write_textfile(metrics: Metrics, path: Path, *, up: bool = True) -> None:
-    """Replace `path` atomically (temp file in the same directory, then rename); mode 0644, for
-    node_exporter runs as another user. No fsync: the file is rewritten within a minute anyway.
-    Raises OSError."""
-    text = metrics.render(up=up)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not *.prom: never collected
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), 0o644)  # whatever the umask
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    """Replace `path` atomically, mode 0644 (node_exporter runs as another user): a new
+    temporary file with a random name in the opened directory (never *.prom, so never
+    collected half-written), renamed there — the collector's directory may be writable by
+    others, so no name of ours in it is predictable or followed. Raises OSError, or UnsafeFile
+    when the directory cannot be opened safely."""
+    with Directory(path.parent) as directory:
+        directory.replace(path.name, metrics.render(up=up).encode("utf-8"), 0o644)
 
 
 async def textfile_loop(metrics: Metrics, path: Path, every: float = TEXTFILE_EVERY) -> None:
@@ -151,9 +144,10 @@ async def textfile_loop(metrics: Metrics, path: Path, every: float = TEXTFILE_EV
         while True:
             try:
                 write_textfile(metrics, path)
-            except OSError as exc:
+            except (OSError, UnsafeFile) as exc:
                 if not failing:
-                    log.error("cannot write the metrics textfile %s: %s", path, exc.strerror)
+                    why = exc.strerror if isinstance(exc, OSError) else str(exc)
+                    log.error("cannot write the metrics textfile %s: %s", path, why)
                 failing = True
             else:
                 if failing:
@@ -161,5 +155,5 @@ async def textfile_loop(metrics: Metrics, path: Path, every: float = TEXTFILE_EV
                 failing = False
             await metrics.wait_changed(every)
     finally:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, UnsafeFile):
             write_textfile(metrics, path, up=False)
