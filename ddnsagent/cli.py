@@ -5,7 +5,6 @@ a traceback."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
 import json
 import os
@@ -20,8 +19,10 @@ from ddnsagent.exitcodes import EXIT_CONFIG, EXIT_FOR, EXIT_OK, EXIT_RETRY
 from ddnsagent.secrets import redact
 
 if TYPE_CHECKING:
+    from ddnsagent.outcome import SyncReport
     from ddnsagent.store import Backoff, Detected, Relay, Sent, Stopped
 
+DAEMON_TIMEOUT = 300.0  # seconds `notify-now` waits for the daemon (a sync may run before it)
 STATUS_SCHEMA = 1  # `status --json`: bump only for changes that break readers (see README)
 
 
@@ -49,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="use this address instead of detecting (repeat for IPv4 and IPv6)",
     )
     c.add_argument("--json", action="store_true", help="print the result as JSON")
+    c.add_argument(
+        "--local",
+        action="store_true",
+        help="sync in this process even when the daemon runs (default: ask the daemon)",
+    )
+    c.add_argument(
+        "--timeout",
+        type=float,
+        default=DAEMON_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait for the running daemon's result ({DAEMON_TIMEOUT:g})",
+    )
     cmd("run", "run as a daemon in the foreground (for systemd)")
     c = cmd("status", "show what was detected and sent, and what is stopped")
     c.add_argument("--json", action="store_true")
@@ -148,35 +161,100 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _notify_now(args: argparse.Namespace, cfg: Any) -> int:
-    # lazy: the orchestrator loads httpx, the detectors and the providers (~55 ms), which
-    # status, check-config and --help do without; the report and the address rules with it
-    from ddnsagent.address import refusal  # lazy: see above
+    """One sync: by the running daemon when it answers on the control socket (no second process
+    doing the same work, no wait for the state lock), else — or with --local — here."""
+    # lazy: the address rules and the printed report (~3 ms); neither loads asyncio or httpx
+    from ddnsagent.address import refusal
+
+    addresses: dict[int, Any] = {}
+    for text in args.address:
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            _err(f"--address {text!r} is not an IP address")
+            return EXIT_CONFIG
+        why = refusal(address, cfg.detect.accept)
+        if why:
+            _err(f"--address {address} is {why}; refused (see [detect] accept in {cfg.file})")
+            return EXIT_CONFIG
+        if address.version in addresses:
+            _err(f"--address given twice for IPv{address.version}")
+            return EXIT_CONFIG
+        addresses[address.version] = address
+    if not args.local:
+        code = _notify_through_daemon(args, cfg, addresses)
+        if code is not None:
+            return code
+    # lazy: the orchestrator loads asyncio, httpx, the detectors and the providers (~55 ms),
+    # which status, check-config, --help and a notify-now answered by the daemon do without
+    import asyncio
+
     from ddnsagent.outputs import report  # lazy: see above
     from ddnsagent.sync import Agent, SyncOptions  # lazy: see above
 
-    addresses: dict[int, Any] | None = None
-    if args.address:
-        addresses = {}
-        for text in args.address:
-            try:
-                address = ipaddress.ip_address(text)
-            except ValueError:
-                _err(f"--address {text!r} is not an IP address")
-                return EXIT_CONFIG
-            why = refusal(address, cfg.detect.accept)
-            if why:
-                _err(f"--address {address} is {why}; refused (see [detect] accept in {cfg.file})")
-                return EXIT_CONFIG
-            if address.version in addresses:
-                _err(f"--address given twice for IPv{address.version}")
-                return EXIT_CONFIG
-            addresses[address.version] = address
     options = SyncOptions(
-        reason="command", force=args.force, dry_run=args.dry_run, addresses=addresses
+        reason="command", force=args.force, dry_run=args.dry_run, addresses=addresses or None
     )
     result = asyncio.run(Agent(cfg).sync(options))
     report.print_sync(result, sys.stdout, args.json)
     return result.exit_code
+
+
+def _notify_through_daemon(
+    args: argparse.Namespace, cfg: Any, addresses: dict[int, Any]
+) -> int | None:
+    """The exit code of a sync the running daemon did; None when no daemon answers."""
+    # lazy: the blocking control client and the printed report (~3 ms), without asyncio
+    from ddnsagent import ctlclient
+    from ddnsagent.outputs import report  # lazy: see above
+
+    payload: dict[str, Any] = {"cmd": "sync", "reason": "command"}
+    if args.force:
+        payload["force"] = True
+    if args.dry_run:
+        payload["dry_run"] = True
+    if addresses:
+        payload["addresses"] = {str(f): str(a) for f, a in addresses.items()}
+    path = cfg.agent.control_socket or ctlclient.default_socket_path()
+    try:
+        answer = ctlclient.ask(path, payload, args.timeout)
+    except ctlclient.NoAnswer:
+        _err(
+            f"the daemon gave no result within {args.timeout:g}s (a long sync?); it goes on "
+            "trying — see `ddnsagent status`, or pass --local"
+        )
+        return EXIT_RETRY
+    if answer is None:
+        return None
+    if not answer.get("ok"):
+        error = str(answer.get("error") or "no reason given")
+        _err(f"the daemon refused: {error}")
+        return EXIT_CONFIG if error.startswith("bad request") else EXIT_RETRY
+    try:
+        result = _report_from(answer["report"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ctlclient.BadAnswer(
+            f"the answer on {path} is not a ddnsagent daemon's reply"
+        ) from None
+    report.print_sync(result, sys.stdout, args.json)
+    return result.exit_code
+
+
+def _report_from(data: dict[str, Any]) -> SyncReport:
+    """A SyncReport back from its `as_dict()`, as the daemon sends it."""
+    # lazy: the outcome records, for notify-now alone
+    from ddnsagent.outcome import Detection, SyncReport, TargetReport
+
+    detections = {}
+    for key, d in data["detected"].items():
+        family = int(key.removeprefix("ipv"))
+        address = ipaddress.ip_address(d["address"]) if d["address"] is not None else None
+        detections[family] = Detection(
+            family, address, d["source"], [str(n) for n in d["notes"]], bool(d["conflict"])
+        )
+    targets = [TargetReport(**t) for t in data["targets"]]
+    changed = [int(f.removeprefix("ipv")) for f in data["changed"]]
+    return SyncReport(str(data["reason"]), detections, targets, changed)
 
 
 def _check_config(cfg: Any) -> int:
@@ -386,7 +464,9 @@ def _hook(args: argparse.Namespace, cfg: Any) -> int:
     provider must not hold back the link's other scripts (Debian's postfix flush among them).
     """
     # lazy: the hook's modules and the orchestrator (~55 ms) only for `hook`; see _notify_now
-    from ddnsagent import control, hooks
+    import asyncio
+
+    from ddnsagent import control, hooks  # lazy: see above
     from ddnsagent.address import refusal  # lazy: see above
     from ddnsagent.sync import Agent, SyncOptions  # lazy: see above
 
@@ -433,7 +513,9 @@ def _hook(args: argparse.Namespace, cfg: Any) -> int:
 
 def _reconnect(args: argparse.Namespace, cfg: Any) -> int:
     # lazy: the reconnect procedure and the orchestrator (~75 ms) for this command alone
-    from ddnsagent import control
+    import asyncio
+
+    from ddnsagent import control  # lazy: see above
     from ddnsagent.relay.reconnect import reconnect  # lazy: see above
     from ddnsagent.sync import Agent  # lazy: see above
 

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from ddnsagent.address import IPAddress, refusal
+from ddnsagent.ctlclient import BadAnswer
+from ddnsagent.ctlclient import default_socket_path as default_socket_path  # the daemon's
 from ddnsagent.errors import DdnsagentError
 
 log = logging.getLogger(__name__)
@@ -46,24 +48,8 @@ MAX_REASON = 64  # characters of a sync's `reason`
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-def default_socket_path() -> Path:
-    """$RUNTIME_DIRECTORY (systemd), /run/ddnsagent for root, else the user runtime dir."""
-    runtime = os.environ.get("RUNTIME_DIRECTORY")
-    if runtime:
-        return Path(runtime.split(":")[0]) / "control.sock"
-    if os.geteuid() == 0:
-        return Path("/run/ddnsagent/control.sock")
-    import platformdirs
-
-    return Path(platformdirs.user_runtime_dir("ddnsagent")) / "control.sock"
-
-
 class BadRequest(DdnsagentError):
     """A control request that is refused: names the field, what is wrong and what would do."""
-
-
-class BadAnswer(DdnsagentError):
-    """What answered on the control socket is not a ddnsagent daemon's reply."""
 
 
 # -- what a client may ask ------------------------------------------------------------------------
@@ -74,6 +60,7 @@ class SyncRequest:
     reason: str = "hook"
     force: bool = False
     addresses: dict[int, IPAddress] | None = None  # None: detect as usual
+    dry_run: bool = False  # `notify-now --dry-run` through the daemon: show, send and save nothing
 
 
 @dataclass(frozen=True)
@@ -83,7 +70,10 @@ class ReconnectRequest:
 
 Request = SyncRequest | ReconnectRequest
 
-FIELDS = {"sync": {"cmd", "reason", "force", "addresses"}, "reconnect": {"cmd", "ignore_cooldown"}}
+FIELDS = {
+    "sync": {"cmd", "reason", "force", "dry_run", "addresses"},
+    "reconnect": {"cmd", "ignore_cooldown"},
+}
 
 
 def _shown(value: object) -> str:
@@ -123,7 +113,12 @@ def parse_request(request: dict[str, Any], accept: str, families: list[int]) -> 
         raise BadRequest(f"'reason' must be a string of 1 to {MAX_REASON} characters")
     if not reason.isprintable():
         raise BadRequest(f"'reason' {_shown(reason)} has control characters")
-    return SyncRequest(reason, _flag(request, "force"), _addresses(request, accept, families))
+    return SyncRequest(
+        reason,
+        _flag(request, "force"),
+        _addresses(request, accept, families),
+        _flag(request, "dry_run"),
+    )
 
 
 def _addresses(

@@ -176,9 +176,15 @@ class Daemon:
         cfg = self.agent.config
         asked = control_mod.parse_request(request, cfg.detect.accept, cfg.families)
         if isinstance(asked, control_mod.SyncRequest):
-            options = SyncOptions(reason=asked.reason, force=asked.force, addresses=asked.addresses)
+            options = SyncOptions(
+                reason=asked.reason,
+                force=asked.force,
+                dry_run=asked.dry_run,
+                addresses=asked.addresses,
+            )
             report = await self.agent.sync(options)
-            await self._after_change(report)
+            if not asked.dry_run:  # a dry run changes nothing, not even the mail queue
+                await self._after_change(report)
             return {"ok": True, "report": report.as_dict()}
         # lazy: the reconnect procedure only when someone asks for one
         from ddnsagent.relay.reconnect import reconnect
