@@ -125,6 +125,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     from ddnsagent import config, logsetup
 
     path: Path = getattr(args, "path", None) or args.config or config.default_config_path()
+    if args.command == "notify-now" and not args.local:
+        # The running daemon does the work with its configuration; asking it needs only
+        # [agent] and [detect] (the provider modules load httpx, ~50 ms)
+        agent, detect = config.load_front(path)
+        logsetup.setup("debug" if agent.log_level == "debug" else "warning")
+        code = _notify_through_daemon(args, path, agent, detect)
+        if code is not None:
+            return code
     cfg = config.load(path)
     level = cfg.agent.log_level
     if args.command != "run" and level != "debug":
@@ -161,30 +169,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _notify_now(args: argparse.Namespace, cfg: Any) -> int:
-    """One sync: by the running daemon when it answers on the control socket (no second process
-    doing the same work, no wait for the state lock), else — or with --local — here."""
-    # lazy: the address rules and the printed report (~3 ms); neither loads asyncio or httpx
-    from ddnsagent.address import refusal
-
-    addresses: dict[int, Any] = {}
-    for text in args.address:
-        try:
-            address = ipaddress.ip_address(text)
-        except ValueError:
-            _err(f"--address {text!r} is not an IP address")
-            return EXIT_CONFIG
-        why = refusal(address, cfg.detect.accept)
-        if why:
-            _err(f"--address {address} is {why}; refused (see [detect] accept in {cfg.file})")
-            return EXIT_CONFIG
-        if address.version in addresses:
-            _err(f"--address given twice for IPv{address.version}")
-            return EXIT_CONFIG
-        addresses[address.version] = address
-    if not args.local:
-        code = _notify_through_daemon(args, cfg, addresses)
-        if code is not None:
-            return code
+    """One sync here: with --local, or when no daemon answered (see _dispatch)."""
+    addresses = _given_addresses(args, cfg.file, cfg.detect)
+    if isinstance(addresses, int):
+        return addresses
     # lazy: the orchestrator loads asyncio, httpx, the detectors and the providers (~55 ms),
     # which status, check-config, --help and a notify-now answered by the daemon do without
     import asyncio
@@ -200,14 +188,41 @@ def _notify_now(args: argparse.Namespace, cfg: Any) -> int:
     return result.exit_code
 
 
+def _given_addresses(args: argparse.Namespace, file: Path, detect: Any) -> dict[int, Any] | int:
+    """notify-now's --address values by family, or the exit code of a refusal (printed)."""
+    # lazy: the address rules (~1 ms), for notify-now alone
+    from ddnsagent.address import refusal
+
+    addresses: dict[int, Any] = {}
+    for text in args.address:
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            _err(f"--address {text!r} is not an IP address")
+            return EXIT_CONFIG
+        why = refusal(address, detect.accept)
+        if why:
+            _err(f"--address {address} is {why}; refused (see [detect] accept in {file})")
+            return EXIT_CONFIG
+        if address.version in addresses:
+            _err(f"--address given twice for IPv{address.version}")
+            return EXIT_CONFIG
+        addresses[address.version] = address
+    return addresses
+
+
 def _notify_through_daemon(
-    args: argparse.Namespace, cfg: Any, addresses: dict[int, Any]
+    args: argparse.Namespace, file: Path, agent: Any, detect: Any
 ) -> int | None:
-    """The exit code of a sync the running daemon did; None when no daemon answers."""
+    """The exit code of a sync the running daemon did (no second process doing the same work,
+    no wait for the state lock); None when no daemon answers. Loads neither asyncio nor httpx."""
     # lazy: the blocking control client and the printed report (~3 ms), without asyncio
     from ddnsagent import ctlclient
     from ddnsagent.outputs import report  # lazy: see above
 
+    addresses = _given_addresses(args, file, detect)
+    if isinstance(addresses, int):
+        return addresses
     payload: dict[str, Any] = {"cmd": "sync", "reason": "command"}
     if args.force:
         payload["force"] = True
@@ -215,7 +230,7 @@ def _notify_through_daemon(
         payload["dry_run"] = True
     if addresses:
         payload["addresses"] = {str(f): str(a) for f, a in addresses.items()}
-    path = cfg.agent.control_socket or ctlclient.default_socket_path()
+    path = agent.control_socket or ctlclient.default_socket_path()
     try:
         answer = ctlclient.ask(path, payload, args.timeout)
     except ctlclient.NoAnswer:

@@ -88,6 +88,17 @@ def default_config_path() -> Path:
 
 def load(path: Path) -> Config:
     """Read and validate the whole file; raises ConfigError naming the first mistake."""
+    return parse(_read(path), path)
+
+
+def load_front(path: Path) -> tuple[AgentConfig, DetectConfig]:
+    """[agent] and [detect] alone, read as `load` reads them, without the plugin sections (whose
+    modules load httpx): enough to find the running daemon and check an address for it."""
+    top = Table(_read(path), "", path)
+    return _parse_agent(top.table("agent")), parse_detect(top.table("detect"))
+
+
+def _read(path: Path) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -102,7 +113,7 @@ def load(path: Path) -> Config:
         raise ConfigError(path, "", "is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"TOML syntax error: {exc}") from None
-    return parse(data, path)
+    return data
 
 
 def parse(data: dict[str, Any], path: Path) -> Config:

@@ -35,6 +35,7 @@ from ddnsagent.exitcodes import EXIT_CONFIG, EXIT_OK, EXIT_RETRY, EXIT_STOPPED
 from ddnsagent.outcome import SyncReport
 from ddnsagent.outputs import metrics, notify, sdnotify
 from ddnsagent.schedule import sync_trigger
+from ddnsagent.secrets import redact
 from ddnsagent.store import StateLock, Store
 from ddnsagent.sync import Agent, SyncOptions
 
@@ -185,7 +186,8 @@ class Daemon:
             report = await self.agent.sync(options)
             if not asked.dry_run:  # a dry run changes nothing, not even the mail queue
                 await self._after_change(report)
-            return {"ok": True, "report": report.as_dict()}
+            # masked here, where the secrets are known: the client (notify-now) never reads them
+            return {"ok": True, "report": _masked(report.as_dict())}
         # lazy: the reconnect procedure only when someone asks for one
         from ddnsagent.relay.reconnect import reconnect
 
@@ -399,6 +401,17 @@ class _ExitDeadline:
         said.start()
         said.join(0.5)
         os._exit(EXIT_OK)
+
+
+def _masked(value: Any) -> Any:
+    """Every string in a reply through the secret mask, as the printed report is."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
 
 
 def _leave_without_stuck_threads(code: int) -> None:
