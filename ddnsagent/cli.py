@@ -224,6 +224,9 @@ def _notify_through_daemon(
     if isinstance(addresses, int):
         return addresses
     payload: dict[str, Any] = {"cmd": "sync", "reason": "command"}
+    stamp = ctlclient.config_stamp(file)
+    if stamp is not None:
+        payload["config_stamp"] = stamp
     if args.force:
         payload["force"] = True
     if args.dry_run:
@@ -240,6 +243,15 @@ def _notify_through_daemon(
         )
         return EXIT_RETRY
     if answer is None:
+        return None
+    if answer.get("stale_config"):
+        # The daemon runs another version of the file: sync here, where the file's mistakes are
+        # reported, and say how to bring the daemon up to date.
+        print(
+            f"{file} changed since the daemon loaded it; syncing here "
+            "(reload the daemon: systemctl reload ddnsagent)",
+            file=sys.stderr,
+        )
         return None
     if not answer.get("ok"):
         error = str(answer.get("error") or "no reason given")

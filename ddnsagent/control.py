@@ -61,6 +61,9 @@ class SyncRequest:
     force: bool = False
     addresses: dict[int, IPAddress] | None = None  # None: detect as usual
     dry_run: bool = False  # `notify-now --dry-run` through the daemon: show, send and save nothing
+    # notify-now: the configuration file as the client sees it (ctlclient.config_stamp); the
+    # daemon answers `stale_config` instead of syncing when it loaded another version
+    config_stamp: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ class ReconnectRequest:
 Request = SyncRequest | ReconnectRequest
 
 FIELDS = {
-    "sync": {"cmd", "reason", "force", "dry_run", "addresses"},
+    "sync": {"cmd", "reason", "force", "dry_run", "addresses", "config_stamp"},
     "reconnect": {"cmd", "ignore_cooldown"},
 }
 
@@ -113,11 +116,17 @@ def parse_request(request: dict[str, Any], accept: str, families: list[int]) -> 
         raise BadRequest(f"'reason' must be a string of 1 to {MAX_REASON} characters")
     if not reason.isprintable():
         raise BadRequest(f"'reason' {_shown(reason)} has control characters")
+    stamp = request.get("config_stamp")
+    if stamp is not None and (
+        not isinstance(stamp, str) or len(stamp) > 80 or not stamp.isprintable()
+    ):
+        raise BadRequest("'config_stamp' must be a short printable string")
     return SyncRequest(
         reason,
         _flag(request, "force"),
         _addresses(request, accept, families),
         _flag(request, "dry_run"),
+        stamp,
     )
 
 

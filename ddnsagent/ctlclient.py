@@ -96,3 +96,13 @@ def _read_line(sock: socket.socket, deadline: float) -> bytes | None:
         size += len(chunk)
         if size > MAX_ANSWER:
             raise BadAnswer("the answer on the control socket is too long for a daemon's reply")
+
+
+def config_stamp(path: Path) -> str | None:
+    """What identifies one version of the configuration file (inode, size, modification time):
+    a daemon that loaded another version must not answer for it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"

@@ -30,6 +30,7 @@ from typing import Any
 from ddnsagent import config as config_mod
 from ddnsagent import control as control_mod
 from ddnsagent import logsetup
+from ddnsagent.ctlclient import config_stamp
 from ddnsagent.errors import ConfigError, DdnsagentError
 from ddnsagent.exitcodes import EXIT_CONFIG, EXIT_OK, EXIT_RETRY, EXIT_STOPPED
 from ddnsagent.outcome import SyncReport
@@ -51,6 +52,9 @@ class Daemon:
     def __init__(self, path: Path, cfg: config_mod.Config) -> None:
         self.path = path
         self.agent = Agent(cfg)
+        # The version of the file the running configuration came from: notify-now delegates
+        # only when it sees the same one (else it syncs itself, and reports the file's mistakes).
+        self.config_stamp = config_stamp(path)
         self.stopping = asyncio.Event()
         self.scheduler: Any = None
         self.watcher: Any = None
@@ -177,6 +181,12 @@ class Daemon:
         cfg = self.agent.config
         asked = control_mod.parse_request(request, cfg.detect.accept, cfg.families)
         if isinstance(asked, control_mod.SyncRequest):
+            if asked.config_stamp is not None and asked.config_stamp != self.config_stamp:
+                return {
+                    "ok": False,
+                    "stale_config": True,
+                    "error": f"{self.path} changed since the daemon loaded it",
+                }
             options = SyncOptions(
                 reason=asked.reason,
                 force=asked.force,
@@ -260,6 +270,7 @@ class Daemon:
 
     def reload(self) -> None:
         self.sd.reloading()
+        stamp = config_stamp(self.path)  # before reading: a later edit makes it stale, not lost
         try:
             new = config_mod.load(self.path)
         except ConfigError as exc:
@@ -272,6 +283,7 @@ class Daemon:
             return
         old = self.agent.config
         self.agent.config = new
+        self.config_stamp = stamp
         if (old.relay, old.reconnect) != (new.relay, new.reconnect):
             self._watch_relay()
         self._tasks.append(asyncio.ensure_future(self._start_outputs(old)))

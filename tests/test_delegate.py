@@ -239,3 +239,19 @@ def test_a_busy_daemon_answers_when_its_sync_is_done_or_the_client_says_it_timed
 def test_parse_request_knows_dry_run() -> None:
     asked = control.parse_request({"cmd": "sync", "dry_run": True}, "any", [4])
     assert asked == control.SyncRequest("hook", False, None, True)
+
+
+def test_a_configuration_edited_since_the_daemon_loaded_it_is_checked_here(
+    tmp_path: Path, echo: EchoServer, dyn: Dyndns2Server, start_daemon: Callable[..., DaemonProcess]
+) -> None:
+    """A typo added after the daemon started is reported (exit 2, the key named), not hidden
+    behind a sync the daemon does with the version it loaded; nothing is sent."""
+    config, state_dir, _ = setup(tmp_path, echo, dyn)
+    up(start_daemon, config, echo, state_dir)
+    sent = len(dyn.requests)
+    text = config.read_text()
+    assert "[[provider]]" in text  # the daemon loaded the providers; the client reads no further
+    config.write_text(text.replace("[[provider]]", '[[provider]]\nhostnamez = ["x"]', 1))
+    run = notify(config, "--force")
+    assert run.code == 2 and "hostnamez" in run.err and "changed since the daemon" in run.err
+    assert not run.delegated and len(dyn.requests) == sent
