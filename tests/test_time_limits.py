@@ -43,6 +43,7 @@ from tests.conftest import (
     write_config,
 )
 from tests.fakes import Dyndns2Server, EchoServer, MyDNSServer
+from tests.test_daemon import DaemonProcess
 
 SECOND = "203.0.113.8"
 EXIT_WITHIN = 10.0  # what the issue requires of SIGTERM, whatever is blocked
@@ -126,42 +127,11 @@ sys.exit(main(sys.argv[1:]))
 '''
 
 
-class Daemon:
-    def __init__(self, config: Path, log: Path, env: dict[str, str]) -> None:
-        self.log_path = log
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", WRAPPER, "run", "--config", str(config)],
-                stdout=out,
-                stderr=out,
-                env=env,
-            )
+class Daemon(DaemonProcess):
+    """`ddnsagent run` through WRAPPER, held to the issue's bound on SIGTERM."""
 
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def send(self, sig: int) -> None:
-        assert self.alive(), f"daemon died early:\n{self.log()}"
-        self.proc.send_signal(sig)
-
-    def stop(self) -> tuple[int, float]:
-        """SIGTERM; the exit code and how long the exit took (killed after the bound)."""
-        started = time.monotonic()
-        self.send(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=EXIT_WITHIN + 5)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"daemon ignored SIGTERM:\n{self.log()}") from None
-        return code, time.monotonic() - started
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
+    stop_within = EXIT_WITHIN
+    launcher = ("-c", WRAPPER)
 
 
 @pytest.fixture
