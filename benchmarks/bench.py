@@ -1,15 +1,23 @@
-"""ddnsagent side by side with ddclient and inadyn; `benchmarks/run` starts this as root inside
-a network namespace that has only a loopback interface, so nothing here can reach beyond this
-machine: every server is ours, on 127.0.0.1 or on documentation addresses (203.0.113.0/24) in
-namespaces this script creates and removes.
+"""ddnsagent side by side with ddclient and inadyn, on each Python interpreter given;
+`benchmarks/run` starts this as root inside a network namespace that has only a loopback
+interface, so nothing here can reach beyond this machine: every server is ours, on 127.0.0.1 or
+on documentation addresses (203.0.113.0/24) in namespaces this script creates and removes.
+
+Interpreters: BENCH_VENVS="KEY=VENV …" (made by benchmarks/run): `venv` the python3 found on
+PATH, `debian` Debian's /usr/bin/python3 with the same dependency versions from PyPI,
+`debian-libs` /usr/bin/python3 with Debian's own python3-* packages (kept only when a preflight
+of the seed configuration works on it). The first is the one this script runs on.
 
 Sections (each writes into one results dict, rendered by `results_md.py`):
-  oneshot   one forced update as a whole process: wall, peak RSS, CPU
-  imports   python -X importtime of the one-shot, grouped
-  rss       what each import adds to a bare interpreter's peak RSS
-  daemons   RSS after 100 triggered sync cycles; CPU per cycle; CPU while idle
-  many      1,000 hostnames on one dyndns2 server, ddnsagent vs ddclient
-  zones     ddnsagent.zones.edit_zone on a 100,000-record zone
+  oneshot   whole processes, interleaved: notify-now --force with the daemon running
+            (delegated) and without (local), status, check-config, hook ip-up, per
+            interpreter; ddclient's and inadyn's one-shot
+  imports   python -X importtime per command and interpreter; the local one-shot in detail
+  rss       what each import adds to a bare interpreter's RSS, per interpreter
+  daemons   RSS/PSS/private after 100 triggered syncs: the seed configuration (mydns + [relay]
+            + a zonefile zone) and dyndns2 only, per interpreter; ddclient, inadyn; idle CPU
+  many      1,000 hostnames on one dyndns2 server, ddnsagent vs ddclient (first interpreter)
+  zones     ddnsagent.zones.edit_zone on a 100,000-record zone (first interpreter)
   reaction  a WAN address change on wan0 → update received, in bench-home/bench-isp
 """
 
@@ -31,7 +39,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +53,8 @@ USER, PASSWORD = "bench", "bench-secret"
 ONESHOT_ADDRESS = "203.0.113.7"
 HOME_NS, ISP_NS = "bench-home", "bench-isp"
 ISP_ADDRESS, SERVER_PORT = "203.0.113.1", 8245
+RELAY_HOST = "relay.bench.example.net"
+ZONE_ORIGIN = "bench.example.net"
 
 WORK: Path = Path("/nonexistent")  # set in main()
 PROCS: list[subprocess.Popen[bytes]] = []
@@ -67,12 +77,13 @@ class Run:
     start_mono: float  # CLOCK_MONOTONIC just before the process was started
 
 
-def timed(cmd: list[str], timeout: float = 120.0) -> Run:
+def timed(cmd: list[str], timeout: float = 120.0, env: Mapping[str, str] | None = None) -> Run:
     out = WORK / "time.out"
     full = [TIME, "-f", "%e %M %U %S", "-o", str(out), *cmd]
+    environ = {**os.environ, **env} if env else None
     start_mono = time.monotonic()
     t0 = time.perf_counter()
-    p = subprocess.run(full, capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(full, capture_output=True, text=True, timeout=timeout, env=environ)
     wall = time.perf_counter() - t0
     _e, rss, user, system = out.read_text().split()[-4:]
     cpu = float(user) + float(system)
@@ -296,74 +307,388 @@ custom bench {{
     )
 
 
-# -- sections --------------------------------------------------------------------------------------
+def seed_config(name: str, srv: Server, source: str) -> Path:
+    """The seed's configuration: MyDNS (at the benchmark server's `/login.html`), the relay
+    watchdog following a mail log, and one zone file kept in step (checked by named-checkzone
+    when installed, reloaded by `/bin/true`). `flush = []`: there is no Postfix queue to flush
+    here, and a flush after every address change (`settle`, 5 s, first) would make the next
+    cycle's trigger find the sync still running."""
+    secret = write(WORK / "secret", PASSWORD)
+    zone_dir = WORK / f"{name}-zone"
+    zone_dir.mkdir(mode=0o700, exist_ok=True)
+    zone = write(
+        zone_dir / f"db.{ZONE_ORIGIN}",
+        f"""$TTL 300
+@\tIN\tSOA\tns1.{ZONE_ORIGIN}. hostmaster.{ZONE_ORIGIN}. 1 3600 900 604800 300
+@\tIN\tNS\tns1
+ns1\tIN\tA\t203.0.113.53
+@\tIN\tA\t203.0.113.8
+mail\tIN\tA\t203.0.113.8
+@\tIN\tMX\t10 mail
+""",
+    )
+    mail_log = write(WORK / f"{name}-mail.log", "")
+    return write(
+        WORK / f"{name}.toml",
+        f"""[agent]
+interval = "5m"
+jitter = "0s"
+state_dir = "{WORK / (name + "-state")}"
+log_level = "info"
+control_socket = "{WORK / (name + ".sock")}"
+
+[detect]
+ipv4 = [{json.dumps(source)}]
+accept = "any"
+
+[[provider]]
+name = "home"
+type = "mydns"
+master_id = "{name}"
+password_file = "{secret}"
+url_ipv4 = "http://{srv.hostport}/login.html"
+
+[relay]
+log = "{mail_log}"
+host = "{RELAY_HOST}"
+flush = []
+
+[[zone]]
+name = "local"
+type = "zonefile"
+path = "{zone}"
+origin = "{ZONE_ORIGIN}"
+names = ["@", "mail"]
+ttl = 300
+serial = "increment"
+reload = ["/bin/true"]
+""",
+    )
 
 
-def oneshot_commands(srv: Server) -> dict[str, tuple[str, list[str]]]:
-    """tool → (hostname, argv) for one forced update of ONESHOT_ADDRESS."""
+def sent_line(n: int) -> str:
+    """A Postfix delivery through the relay, as the watchdog reads them (nothing to act on)."""
+    stamp = time.strftime("%b %d %H:%M:%S")
+    return (
+        f"{stamp} mail postfix/smtp[{1000 + n}]: 4Xb{n:08d}: to=<a@example.org>, "
+        f"relay={RELAY_HOST}[198.51.100.1]:587, delay=0.2, delays=0.1/0/0.05/0.05, "
+        f"dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4Xc{n:08d})\n"
+    )
+
+
+# -- interpreters ----------------------------------------------------------------------------------
+
+KINDS = {
+    "venv": "python3 from PATH, dependencies from PyPI",
+    "debian": "Debian's /usr/bin/python3, the same dependency versions from PyPI",
+    "debian-libs": "Debian's /usr/bin/python3 with Debian's python3-* packages",
+}
+PROBE = """
+import importlib.metadata as m, json, os, platform, sys
+names = ["httpx", "httpcore", "h11", "anyio", "APScheduler", "tenacity", "dnspython",
+         "platformdirs"]
+deps = {}
+for n in names:
+    try:
+        deps[n] = m.version(n)
+    except m.PackageNotFoundError:
+        deps[n] = "missing"
+print(json.dumps({"version": platform.python_version(),
+                  "base": os.path.realpath(sys._base_executable), "dependencies": deps}))
+"""
+
+
+@dataclass
+class Interp:
+    key: str
+    venv: Path
+    version: str = "?"
+    base: str = "?"
+    dependencies: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def py(self) -> str:
+        return str(self.venv / "bin" / "python")
+
+    @property
+    def ddnsagent(self) -> str:
+        return str(self.venv / "bin" / "ddnsagent")
+
+    @property
+    def label(self) -> str:
+        return f"{self.key} (Python {self.version})"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "kind": KINDS.get(self.key, self.key),
+            "version": self.version,
+            "base": self.base,
+            "venv": str(self.venv),
+            "dependencies": self.dependencies,
+        }
+
+
+def interpreters() -> list[Interp]:
+    spec = os.environ.get("BENCH_VENVS") or f"venv={VENV}"
+    found = []
+    for item in spec.split():
+        key, _, path = item.partition("=")
+        it = Interp(key, Path(path))
+        p = subprocess.run([it.py, "-c", PROBE], capture_output=True, text=True, timeout=60)
+        if p.returncode == 0:
+            info = json.loads(p.stdout)
+            it.version, it.base, it.dependencies = (
+                info["version"],
+                info["base"],
+                info["dependencies"],
+            )
+        found.append(it)
+    return found
+
+
+def preflight(it: Interp, srv: Server) -> str | None:
+    """None when the seed configuration runs on `it` (check-config, a local one-shot, the
+    daemon's first sync); else why not, in one line."""
+    cfg = seed_config(f"preflight-{it.key}", srv, f"command:/bin/echo {ONESHOT_ADDRESS}")
+    for cmd in (
+        [it.ddnsagent, "check-config", str(cfg)],
+        [it.ddnsagent, "notify-now", "--local", "--force", "--config", str(cfg)],
+    ):
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            tail = (p.stderr.strip() or p.stdout.strip()).splitlines()[-1:]
+            return f"`{shlex.join(cmd[1:3])}` exit {p.returncode}: {' '.join(tail)[-300:]}"
+    name = f"preflight-{it.key}-daemon"  # a state of its own: it has something to send
+    cfg = seed_config(name, srv, f"command:/bin/echo {ONESHOT_ADDRESS}")
+    mark = srv.mark()
+    proc = spawn([it.ddnsagent, "run", "--config", str(cfg)], name)
+    try:
+        if srv.wait(for_host(name), 20, mark) is None:
+            tail = (WORK / f"{name}.out").read_text().strip().splitlines()[-1:]
+            return f"the daemon sent nothing within 20 s: {' '.join(tail)[-300:]}"
+    finally:
+        stop(proc)
+    return None
+
+
+# -- whole processes -------------------------------------------------------------------------------
+
+
+@dataclass
+class Delegate:
+    """A running dyndns2-only daemon that `notify-now` hands its request to."""
+
+    cfg: Path
+    host: str
+    out: Path
+    proc: subprocess.Popen[bytes]
+
+    def sent_lines(self) -> int:
+        return self.out.read_text(errors="replace").count(f"IPv4 {ONESHOT_ADDRESS} sent")
+
+
+@contextlib.contextmanager
+def delegates(srv: Server, interps: list[Interp]) -> Iterator[dict[str, Delegate]]:
+    """One daemon per interpreter, running while the whole-process and import sections do."""
+    running: dict[str, Delegate] = {}
+    try:
+        for it in interps:
+            host = f"ddnsagent-{it.key}.daemon.oneshot.bench.example.net"
+            cfg = ddnsagent_config(
+                f"delegate-{it.key}", srv.url, [host], f"command:/bin/echo {ONESHOT_ADDRESS}"
+            )
+            mark = srv.mark()
+            proc = spawn([it.ddnsagent, "run", "--config", str(cfg)], f"delegate-{it.key}")
+            if srv.wait(for_host(host, ONESHOT_ADDRESS), 30, mark) is None:
+                raise RuntimeError(f"the {it.key} daemon sent no first update; see {WORK}")
+            running[it.key] = Delegate(cfg, host, WORK / f"delegate-{it.key}.out", proc)
+        time.sleep(1)
+        yield running
+    finally:
+        for d in running.values():
+            stop(d.proc)
+
+
+@dataclass
+class Row:
+    """One whole-process command, run `runs` times interleaved with all others and checked."""
+
+    tool: str  # ddnsagent, ddclient, inadyn
+    interp: str  # interpreter key, "" for the peers
+    what: str  # e.g. "notify-now --force, daemon running"
+    cmd: list[str]
+    check: str  # "request": one request for `host`; "delegated": that, done by the daemon;
+    #             "quiet": no request at all, `expect` in the output
+    host: str = ""
+    expect: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    daemon: Delegate | None = None
+
+
+HOOK_ENV = {"PPP_IFACE": "ppp0", "PPP_LOCAL": ONESHOT_ADDRESS, "PPP_REMOTE": "203.0.113.1"}
+HOOK_ARGS = ["ppp0", "/dev/ttyS0", "0", ONESHOT_ADDRESS, "203.0.113.1", "bench"]
+
+
+def ddnsagent_rows(it: Interp, srv: Server, d: Delegate | None) -> dict[str, Row]:
     a = ONESHOT_ADDRESS
-    agent_cfg = ddnsagent_config("oneshot-agent", srv.url, ["ddnsagent.bench.example.net"], "web")
-    dd_cfg = ddclient_config("oneshot-ddclient", srv.hostport, ["ddclient.bench.example.net"])
+    host = f"ddnsagent-{it.key}.local.oneshot.bench.example.net"
+    cfg = str(ddnsagent_config(f"oneshot-{it.key}", srv.url, [host], "web"))
+    k, bin_ = it.key, it.ddnsagent
+    rows = {
+        f"{k}/notify-local": Row(
+            "ddnsagent",
+            k,
+            "notify-now --force, no daemon",
+            [bin_, "notify-now", "--force", "--address", a, "--config", cfg],
+            "request",
+            host,
+        ),
+        f"{k}/status": Row(
+            "ddnsagent", k, "status", [bin_, "status", "--config", cfg], "quiet", expect="bench ["
+        ),
+        f"{k}/check-config": Row(
+            "ddnsagent",
+            k,
+            "check-config",
+            [bin_, "check-config", cfg],
+            "quiet",
+            expect="configuration is valid",
+        ),
+    }
+    if d is not None:
+        dcfg = str(d.cfg)
+        rows[f"{k}/notify-daemon"] = Row(
+            "ddnsagent",
+            k,
+            "notify-now --force, daemon running",
+            [bin_, "notify-now", "--force", "--address", a, "--config", dcfg],
+            "delegated",
+            d.host,
+            daemon=d,
+        )
+        rows[f"{k}/hook"] = Row(
+            "ddnsagent",
+            k,
+            "hook ip-up (pppd), daemon running",
+            # pppd's arguments before the options: `hook ip-up --timeout 30 ARGS…` (as
+            # packaging/ppp/0ddnsagent writes it) ends in argparse's "unrecognized arguments"
+            [bin_, "hook", "ip-up", *HOOK_ARGS, "--timeout", "30", "--config", dcfg],
+            "quiet",
+            expect="daemon",
+            env=HOOK_ENV,
+        )
+    return dict(sorted(rows.items(), key=lambda kv: ROW_ORDER.index(kv[0].split("/")[1])))
+
+
+ROW_ORDER = ["notify-daemon", "notify-local", "status", "check-config", "hook"]
+
+
+def peer_rows(srv: Server) -> dict[str, Row]:
+    a = ONESHOT_ADDRESS
+    dd_host, in_host = "ddclient.bench.example.net", "inadyn.bench.example.net"
+    dd_cfg = ddclient_config("oneshot-ddclient", srv.hostport, [dd_host])
     in_cfg = inadyn_config(
-        "oneshot-inadyn",
-        srv.hostport,
-        "inadyn.bench.example.net",
-        f'checkip-command = "/bin/echo {a}"',
+        "oneshot-inadyn", srv.hostport, in_host, f'checkip-command = "/bin/echo {a}"'
     )
     (WORK / "inadyn-cache").mkdir(exist_ok=True)
     return {
-        "ddnsagent": (
-            "ddnsagent.bench.example.net",
-            [DDNSAGENT, "notify-now", "--force", "--address", a, "--config", str(agent_cfg)],
-        ),
-        "ddclient": (
-            "ddclient.bench.example.net",
+        "ddclient": Row(
+            "ddclient",
+            "",
+            "one-shot forced update",
             [
                 *("ddclient", "-daemon=0", "-force", "-file", str(dd_cfg)),
                 *("-cache", str(WORK / "oneshot-ddclient.cache"), "-use=ip", f"-ip={a}"),
             ],
+            "request",
+            dd_host,
         ),
-        "inadyn": (
-            "inadyn.bench.example.net",
+        "inadyn": Row(
+            "inadyn",
+            "",
+            "one-shot forced update",
             [
                 *("inadyn", "--once", "--force", "-n", "--no-pidfile", "-f", str(in_cfg)),
                 *("--cache-dir", str(WORK / "inadyn-cache"), "-l", "notice"),
             ],
+            "request",
+            in_host,
         ),
     }
 
 
-def bench_oneshot(srv: Server, runs: int) -> dict[str, Any]:
-    log(f"one-shot: 1 warm-up + {runs} runs per tool, interleaved")
-    commands = oneshot_commands(srv)
-    samples: dict[str, list[Run]] = {t: [] for t in commands}
-    to_request: dict[str, list[float]] = {t: [] for t in commands}
+def run_checked(srv: Server, name: str, row: Row) -> tuple[Run, float | None]:
+    """One run of `row`, checked against the server's log (and the daemon's, when delegated);
+    the time from the start to the request's arrival, when there is one."""
+    mark = srv.mark()
+    before = row.daemon.sent_lines() if row.daemon else 0
+    r = timed(row.cmd, env=row.env or None)
+    got = [e for e in srv.since(mark) if row.host and row.host in e["hosts"]]
+    problem = ""
+    if r.rc != 0:
+        problem = f"exit {r.rc}"
+    elif row.check == "quiet":
+        if row.expect not in r.out:
+            problem = f"no {row.expect!r} in its output"
+        elif srv.since(mark):
+            problem = f"a request reached the server: {srv.since(mark)}"
+    elif len(got) != 1 or got[0]["answer"] not in ("good", "nochg"):
+        problem = f"{len(got)} requests: {got}"
+    elif row.daemon is not None:
+        deadline = time.monotonic() + 5
+        while row.daemon.sent_lines() != before + 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if row.daemon.sent_lines() != before + 1:
+            problem = "the daemon's log does not show the sync: it was not delegated"
+    if problem:
+        raise RuntimeError(f"{name} failed ({problem}): {r.out[-800:]}")
+    return r, (got[0]["mono"] - r.start_mono) if got else None
+
+
+def bench_oneshot(
+    srv: Server, interps: list[Interp], daemons: Mapping[str, Delegate], runs: int
+) -> dict[str, Any]:
+    log(f"whole processes: 1 warm-up + {runs} runs per command, interleaved")
+    rows: dict[str, Row] = {}
+    for it in interps:
+        rows.update(ddnsagent_rows(it, srv, daemons.get(it.key)))
+    rows.update(peer_rows(srv))
+    samples: dict[str, list[Run]] = {n: [] for n in rows}
+    to_request: dict[str, list[float]] = {n: [] for n in rows}
+    order = list(rows)
     for i in range(runs + 1):
-        for tool, (host, cmd) in commands.items():
-            mark = srv.mark()
-            r = timed(cmd)
-            got = [e for e in srv.since(mark) if host in e["hosts"]]
-            if r.rc != 0 or len(got) != 1 or got[0]["answer"] not in ("good", "nochg"):
-                raise RuntimeError(f"{tool} one-shot failed (rc {r.rc}, {got}): {r.out[-800:]}")
+        for name in order if i % 2 else reversed(order):
+            r, t = run_checked(srv, name, rows[name])
             if i:
-                samples[tool].append(r)
-                to_request[tool].append(got[0]["mono"] - r.start_mono)
-    floors = {
-        "python -c pass": [PY, "-c", "pass"],
-        "perl -e 1": ["perl", "-e", "1"],
-        "python -c 'import ssl, http.client'": [PY, "-c", "import ssl, http.client"],
-        "python -c 'import asyncio'": [PY, "-c", "import asyncio"],
-        "python -c 'import asyncio, httpx'": [PY, "-c", "import asyncio, httpx"],
-        "python -c 'import ddnsagent.cli'": [PY, "-c", "import ddnsagent.cli"],
-    }
-    floor_runs = {name: [timed(cmd) for _ in range(runs)] for name, cmd in floors.items()}
+                samples[name].append(r)
+                if t is not None:
+                    to_request[name].append(t)
+    floors: dict[str, dict[str, Any]] = {}
+    for it in interps:
+        cmds = {
+            "python -c pass": [it.py, "-c", "pass"],
+            "python -c 'import asyncio'": [it.py, "-c", "import asyncio"],
+            "python -c 'import asyncio, httpx'": [it.py, "-c", "import asyncio, httpx"],
+            "python -c 'import ddnsagent.cli'": [it.py, "-c", "import ddnsagent.cli"],
+        }
+        floors[it.key] = {n: summarize([timed(c) for _ in range(runs)]) for n, c in cmds.items()}
+    floors[""] = {"perl -e 1": summarize([timed(["perl", "-e", "1"]) for _ in range(runs)])}
     return {
         "runs": runs,
-        "commands": {t: shlex.join(cmd) for t, (_h, cmd) in commands.items()},
-        "tools": {
-            t: {**summarize(rs), "to_request_s": median(to_request[t])} for t, rs in samples.items()
+        "rows": {
+            n: {
+                "tool": row.tool,
+                "interp": row.interp,
+                "what": row.what,
+                "command": (" ".join(f"{k}={v}" for k, v in row.env.items()) + " ").lstrip()
+                + shlex.join(row.cmd),
+                **summarize(samples[n]),
+                "to_request_s": median(to_request[n]) if to_request[n] else None,
+            }
+            for n, row in rows.items()
         },
-        "floors": {n: summarize(rs) for n, rs in floor_runs.items()},
+        "floors": floors,
     }
 
 
@@ -398,48 +723,99 @@ def group_of(module: str) -> str:
     return parts[0]
 
 
-def bench_imports(srv: Server, runs: int) -> dict[str, Any]:
-    log(f"import time: {runs} runs of the one-shot under -X importtime")
-    _host, cmd = oneshot_commands(srv)["ddnsagent"]
-    cmd = [PY, "-X", "importtime", *cmd]
+# Modules a lean command does without; the import table says which of them each command loaded.
+HEAVY = (
+    "asyncio",
+    "ssl",
+    "httpx",
+    "tenacity",
+    "apscheduler",
+    "dns.zone",
+    "dns.resolver",
+    "lexicon",
+    "apprise",
+)
+
+
+def importtime(cmd: list[str], runs: int, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The median run (by summed self time) of `python -X importtime` + `cmd`."""
     results = []
+    environ = {**os.environ, **env} if env else None
     for _ in range(runs):
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=environ)
+        if p.returncode != 0:
+            raise RuntimeError(f"{shlex.join(cmd)} failed ({p.returncode}): {p.stderr[-800:]}")
         rows = parse_importtime(p.stderr)
         results.append((sum(r[0] for r in rows), rows))
     results.sort(key=lambda x: x[0])
     total, rows = results[len(results) // 2]
+    names = {name for _s, _c, _d, name in rows}
+    return {
+        "total_us": total,
+        "all_totals_us": [t for t, _ in results],
+        "modules": len(rows),
+        "heavy": [h for h in HEAVY if h in names],
+        "rows": rows,
+    }
+
+
+def bench_imports(
+    srv: Server, interps: list[Interp], daemons: Mapping[str, Delegate], runs: int
+) -> dict[str, Any]:
+    log(f"import time: {runs} runs per command and interpreter under -X importtime")
+    per: dict[str, dict[str, Any]] = {}
+    for it in interps:
+        rows = ddnsagent_rows(it, srv, daemons.get(it.key))
+        cmds: dict[str, tuple[list[str], dict[str, str]]] = {
+            "--help": ([it.ddnsagent, "--help"], {})
+        }
+        for name, row in rows.items():
+            cmds[name.split("/")[1]] = (row.cmd, row.env)
+        per[it.key] = {}
+        for name, (cmd, env) in cmds.items():
+            full = [it.py, "-X", "importtime", *cmd]
+            x = importtime(full, runs, env)
+            del x["rows"]
+            x["command"] = shlex.join(full)
+            per[it.key][name] = x
+    first = interps[0]
+    local = ddnsagent_rows(first, srv, None)[f"{first.key}/notify-local"].cmd
+    cmd = [first.py, "-X", "importtime", *local]
+    detail = importtime(cmd, runs)
+    rows_ = detail.pop("rows")
     groups: dict[str, int] = {}
-    for self_us, _cum, _depth, name in rows:
+    for self_us, _cum, _depth, name in rows_:
         groups[group_of(name)] = groups.get(group_of(name), 0) + self_us
     # Depth-0 entries are what the script itself or a function imported at run time: the
     # points where a lazy import would cut.
-    top = sorted(((cum, name) for _s, cum, depth, name in rows if depth == 0), reverse=True)
-    heavy = sorted(((cum, name) for _s, cum, _d, name in rows), reverse=True)
-
-    cli = []
-    for _ in range(runs):
-        p = subprocess.run(
-            [PY, "-X", "importtime", "-c", "import ddnsagent.cli"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        rows_cli = parse_importtime(p.stderr)
-        cli.append(sum(r[0] for r in rows_cli))
-    site = [cum for _s, cum, _d, name in rows if name == "site"]
+    top = sorted(((cum, name) for _s, cum, depth, name in rows_ if depth == 0), reverse=True)
+    heavy = sorted(((cum, name) for _s, cum, _d, name in rows_), reverse=True)
+    # importtime prints a module after everything it imported: its importer is the next line
+    # with a smaller depth.
+    importer: dict[str, str] = {}
+    for i, (_s, _c, depth, name) in enumerate(rows_):
+        for _s2, _c2, depth2, name2 in rows_[i + 1 :]:
+            if depth2 < depth:
+                importer.setdefault(name, name2)
+                break
+    site = [cum for _s, cum, _d, name in rows_ if name == "site"]
     return {
-        "command": shlex.join(cmd),
         "runs": runs,
-        "total_us": total,
-        "all_totals_us": [t for t, _ in results],
-        "site_us": site[0] if site else 0,
-        "groups_us": dict(sorted(groups.items(), key=lambda kv: -kv[1])),
-        "toplevel": [{"module": n, "cum_us": c} for c, n in top[:25]],
-        "heaviest": [{"module": n, "cum_us": c} for c, n in heavy if c >= 1000],
-        "cli_only_us": median(cli),
-        "modules": len(rows),
-        "tls_context_ms": tls_context_ms(runs),
+        "commands": per,
+        "detail": {
+            **detail,
+            "interp": first.key,
+            "command": shlex.join(cmd),
+            "site_us": site[0] if site else 0,
+            "groups_us": dict(sorted(groups.items(), key=lambda kv: -kv[1])),
+            "toplevel": [{"module": n, "cum_us": c} for c, n in top[:25]],
+            "heaviest": [
+                {"module": n, "cum_us": c, "importer": importer.get(n, "")}
+                for c, n in heavy
+                if c >= 1000
+            ],
+            "tls_context_ms": tls_context_ms(first, runs),
+        },
     }
 
 
@@ -451,100 +827,162 @@ print((time.perf_counter() - t) * 1000)
 """
 
 
-def tls_context_ms(runs: int) -> float:
-    """What ddnsagent.http._tls_context costs: a verifying context, the CA bundle loaded."""
+def tls_context_ms(it: Interp, runs: int) -> float:
+    """What a verifying TLS context costs (CA bundle loaded), in a fresh interpreter."""
     times = []
     for _ in range(runs):
-        p = subprocess.run([PY, "-c", TLS_CONTEXT], capture_output=True, text=True, timeout=60)
+        p = subprocess.run([it.py, "-c", TLS_CONTEXT], capture_output=True, text=True, timeout=60)
         times.append(float(p.stdout))
     return median(times)
 
 
-def bench_rss(runs: int) -> dict[str, Any]:
-    log("RSS per import")
-    imports = [
-        "",
-        "asyncio",
-        "ssl",
-        "httpx",
-        "tenacity",
-        "apscheduler.schedulers.asyncio",
-        "dns.zone",
-        "asyncio, ssl, httpx, tenacity, apscheduler.schedulers.asyncio",
-        "asyncio, ssl, httpx, tenacity, apscheduler.schedulers.asyncio, dns.zone",
-        "ddnsagent.cli",
-        "ddnsagent.config",
-        "ddnsagent.sync",
-        "ddnsagent.daemon",
-    ]
+RSS_IMPORTS = [
+    "",
+    "asyncio",
+    "ssl",
+    "httpx",
+    "tenacity",
+    "apscheduler.schedulers.asyncio",
+    "dns.zone",
+    "asyncio, ssl, httpx, tenacity, apscheduler.schedulers.asyncio",
+    "asyncio, ssl, httpx, tenacity, apscheduler.schedulers.asyncio, dns.zone",
+    "ddnsagent.cli",
+    "ddnsagent.config",
+    "ddnsagent.sync",
+    "ddnsagent.daemon",
+]
+
+
+def bench_rss(interps: list[Interp], runs: int) -> dict[str, Any]:
+    log("RSS per import, per interpreter")
     # VmRSS after the imports (what a daemon keeps) and VmHWM (the peak on the way there),
     # read by the interpreter itself with nothing imported for it.
     show = (
         "status = open('/proc/self/status').read().split(chr(10))\n"
         "print(*[x.split()[1] for x in status if x.startswith(('VmRSS:', 'VmHWM:'))])"
     )
-    out = {}
-    for mod in imports:
-        code = (f"import {mod}\n" if mod else "") + show
-        rss, hwm = [], []
-        for _ in range(runs):
-            p = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60)
-            peak, now = (int(x) for x in p.stdout.split())  # VmHWM comes first in status
-            rss.append(now)
-            hwm.append(peak)
-        out[mod or "(bare interpreter)"] = {"rss_kib": median(rss), "hwm_kib": median(hwm)}
+    out: dict[str, Any] = {}
+    for it in interps:
+        out[it.key] = {}
+        for mod in RSS_IMPORTS:
+            code = (f"import {mod}\n" if mod else "") + show
+            rss, hwm = [], []
+            for _ in range(runs):
+                p = subprocess.run([it.py, "-c", code], capture_output=True, text=True, timeout=60)
+                peak, now = (int(x) for x in p.stdout.split())  # VmHWM comes first in status
+                rss.append(now)
+                hwm.append(peak)
+            out[it.key][mod or "(bare interpreter)"] = {
+                "rss_kib": median(rss),
+                "hwm_kib": median(hwm),
+            }
     return out
 
 
 @dataclass
 class Daemon:
     tool: str
+    interp: str
+    config: str  # "seed", "dyndns2" or the peer's own
     host: str
     addr_file: Path
     cmd: list[str]
     trigger: signal.Signals
     how: str
+    zone: Path | None = None
+    mail_log: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
 
+    def check(self, srv: Server, address: str, mark: int, timeout: float) -> float | None:
+        """Seconds from now-ish to the request; None when this cycle did not do all its work
+        (the request; for the seed also the zone file carrying `address`)."""
+        seed = self.zone is not None
+        e = srv.wait(for_host(self.host, None if seed else address), timeout, mark)
+        if e is None:
+            return None
+        if self.zone is not None:
+            deadline = time.monotonic() + timeout
+            record = re.compile(rf"^mail\s(.*\s)?A\s+{re.escape(address)}\s*$", re.M)
+            while not record.search(self.zone.read_text()):
+                if time.monotonic() > deadline:
+                    return None
+                time.sleep(0.005)
+        return float(e["mono"])
 
-def bench_daemons(srv: Server, cycles: int, idle_s: float) -> dict[str, Any]:
+
+def bench_daemons(srv: Server, interps: list[Interp], cycles: int, idle_s: float) -> dict[str, Any]:
     log(f"daemons: {cycles} triggered sync cycles each, then {idle_s:.0f} s idle")
     first = "203.0.113.9"
     daemons = []
-    for tool in ("ddnsagent", "ddclient", "inadyn"):
+    for it in interps:
+        for config in ("seed", "dyndns2"):
+            name = f"daemon-{it.key}-{config}"
+            host = f"ddnsagent-{it.key}-{config}.daemon.bench.example.net"
+            addr_file = write(WORK / f"{name}.addr", first + "\n")
+            cat = f"command:/bin/cat {addr_file}"
+            zone = mail_log = None
+            if config == "seed":
+                host = name  # the MyDNS MasterID: what the server's log names
+                cfg = seed_config(name, srv, cat)
+                zone = WORK / f"{name}-zone" / f"db.{ZONE_ORIGIN}"
+                mail_log = WORK / f"{name}-mail.log"
+            else:
+                cfg = ddnsagent_config(name, srv.url, [host], cat)
+            cmd = [it.ddnsagent, "run", "--config", str(cfg)]
+            daemons.append(
+                Daemon(
+                    "ddnsagent",
+                    it.key,
+                    config,
+                    host,
+                    addr_file,
+                    cmd,
+                    signal.SIGUSR1,
+                    "SIGUSR1 (sync now)",
+                    zone,
+                    mail_log,
+                )
+            )
+    for tool in ("ddclient", "inadyn"):
         host = f"{tool}-daemon.bench.example.net"
         addr_file = write(WORK / f"{tool}-daemon.addr", first + "\n")
         cat = f"/bin/cat {addr_file}"
-        if tool == "ddnsagent":
-            cfg = ddnsagent_config("daemon-agent", srv.url, [host], f"command:{cat}")
-            cmd = [DDNSAGENT, "run", "--config", str(cfg)]
-            d = Daemon(tool, host, addr_file, cmd, signal.SIGUSR1, "SIGUSR1 (sync now)")
-        elif tool == "ddclient":
+        if tool == "ddclient":
             cfg = ddclient_config("daemon-ddclient", srv.hostport, [host], f"use=cmd, cmd='{cat}'")
             cmd = ["ddclient", "-daemon=300", "-foreground", "-force", "-file", str(cfg)]
             cmd += ["-cache", str(WORK / "daemon-ddclient.cache")]
-            d = Daemon(tool, host, addr_file, cmd, signal.SIGHUP, "SIGHUP (re-read, check now)")
+            d = Daemon(
+                tool, "", "dyndns2", host, addr_file, cmd, signal.SIGHUP, "SIGHUP (check now)"
+            )
         else:
             cfg = inadyn_config("daemon-inadyn", srv.hostport, host, f'checkip-command = "{cat}"')
             cache = WORK / "daemon-inadyn-cache"
             cache.mkdir(exist_ok=True)
             cmd = ["inadyn", "-n", "-f", str(cfg), "--cache-dir", str(cache)]
             cmd += ["-P", str(WORK / "daemon-inadyn.pid"), "-l", "notice"]
-            d = Daemon(tool, host, addr_file, cmd, signal.SIGUSR1, "SIGUSR1 (forced update)")
+            d = Daemon(
+                tool, "", "dyndns2", host, addr_file, cmd, signal.SIGUSR1, "SIGUSR1 (forced)"
+            )
         daemons.append(d)
+
+    def key(d: Daemon) -> str:
+        return f"{d.interp}/{d.config}" if d.interp else d.tool
 
     results: dict[str, Any] = {}
     try:
         for d in daemons:
             mark = srv.mark()
-            d.proc = spawn(d.cmd, f"daemon-{d.tool}")
-            if srv.wait(for_host(d.host, first), 30, mark) is None:
-                raise RuntimeError(f"{d.tool} daemon sent no first update; see {WORK}")
+            d.proc = spawn(d.cmd, f"daemon-{key(d).replace('/', '-')}")
+            if d.check(srv, first, mark, 30) is None:
+                raise RuntimeError(f"{key(d)} daemon did not do its first sync; see {WORK}")
         time.sleep(2)
         for d in daemons:
             assert d.proc is not None
             pid = d.proc.pid
             r: dict[str, Any] = {
+                "tool": d.tool,
+                "interp": d.interp,
+                "config": d.config,
                 "command": shlex.join(d.cmd),
                 "trigger": d.how,
                 "rss_start_kib": status_kib(pid, "VmRSS"),
@@ -554,14 +992,17 @@ def bench_daemons(srv: Server, cycles: int, idle_s: float) -> dict[str, Any]:
             for i in range(1, cycles + 1):
                 address = f"203.0.113.{100 + i % 150}"
                 d.addr_file.write_text(address + "\n")
+                if d.mail_log is not None:
+                    with open(d.mail_log, "a") as f:
+                        f.write(sent_line(i))
                 mark = srv.mark()
                 t0 = time.monotonic()
                 os.kill(pid, d.trigger)
-                e = srv.wait(for_host(d.host, address), 10, mark)
-                if e is None:
+                arrived = d.check(srv, address, mark, 10)
+                if arrived is None:
                     failures += 1
                 else:
-                    latencies.append(e["mono"] - t0)
+                    latencies.append(arrived - t0)
                 time.sleep(0.05)
             time.sleep(1)
             r.update(
@@ -577,18 +1018,18 @@ def bench_daemons(srv: Server, cycles: int, idle_s: float) -> dict[str, Any]:
                 + rollup_kib(pid, "Private_Dirty"),
                 threads=status_kib(pid, "Threads"),
             )
-            results[d.tool] = r
-            log(f"  {d.tool}: VmRSS {r['rss_after_kib'] / 1024:.1f} MiB after {cycles} cycles")
+            results[key(d)] = r
+            log(f"  {key(d)}: VmRSS {r['rss_after_kib'] / 1024:.1f} MiB after {cycles} cycles")
         time.sleep(5)
-        pids = {d.tool: d.proc.pid for d in daemons if d.proc is not None}
+        pids = {key(d): d.proc.pid for d in daemons if d.proc is not None}
         start = {t: (cpu_ns(p), cpu_ticks(p)) for t, p in pids.items()}
         t0 = time.monotonic()
         time.sleep(idle_s)
         window = time.monotonic() - t0
-        for tool, pid in pids.items():
-            ns0, ticks0 = start[tool]
+        for name, pid in pids.items():
+            ns0, ticks0 = start[name]
             used_ns, used_ticks = cpu_ns(pid) - ns0, cpu_ticks(pid) - ticks0
-            results[tool].update(
+            results[name].update(
                 idle_window_s=window,
                 idle_cpu_s=used_ns,
                 idle_cpu_ticks_s=used_ticks,
@@ -783,7 +1224,9 @@ def react(
     return out
 
 
-def bench_reaction(agent_reps: int, peer_reps: int, fast_reps: int) -> dict[str, Any]:
+def bench_reaction(
+    interps: list[Interp], agent_reps: int, peer_reps: int, fast_reps: int
+) -> dict[str, Any]:
     daemon_src = (REPO / "ddnsagent" / "daemon.py").read_text()
     event_driven = "AddressWatcher" in daemon_src
     rng = random.Random(20240101)
@@ -792,33 +1235,39 @@ def bench_reaction(agent_reps: int, peer_reps: int, fast_reps: int) -> dict[str,
         srv = Server("reaction", host=ISP_ADDRESS, port=SERVER_PORT, netns=ISP_NS)
         wan = Wan()
         try:
-            # ddnsagent alone: interface:wan0, the shortest interval it allows, no jitter.
-            host = "ddnsagent.home.bench.example.net"
-            cfg = ddnsagent_config(
-                "reaction-agent",
-                srv.url,
-                [host],
-                "interface:wan0",
-                interval="30s",
-                insecure_http=True,
-            )
-            cmd = in_home([DDNSAGENT, "run", "--config", str(cfg)])
-            log(
-                f"reaction: ddnsagent, {agent_reps} changes "
-                f"({'watcher' if event_driven else 'polling, 30 s'})"
-            )
-            proc = spawn(cmd, "reaction-ddnsagent")
-            if srv.wait(for_host(host, wan.address), 30) is None:
-                raise RuntimeError(f"ddnsagent sent no first update in the lab; see {WORK}")
-            time.sleep(1)
-            pause = (0.3, 1.5) if event_driven else (0.0, 30.0)
-            res = react(srv, wan, {"ddnsagent": (host, 30 + 15)}, agent_reps, rng, pause)
-            stop(proc)
-            out["tools"]["ddnsagent"] = {
-                "command": shlex.join(cmd),
-                "mode": "event-driven (AddressWatcher)" if event_driven else "polling every 30 s",
-                "samples": res["ddnsagent"],
-            }
+            # ddnsagent alone, per interpreter: interface:wan0, its shortest interval, no jitter.
+            for it in interps:
+                host = f"ddnsagent-{it.key}.home.bench.example.net"
+                cfg = ddnsagent_config(
+                    f"reaction-agent-{it.key}",
+                    srv.url,
+                    [host],
+                    "interface:wan0",
+                    interval="30s",
+                    insecure_http=True,
+                )
+                cmd = in_home([it.ddnsagent, "run", "--config", str(cfg)])
+                log(
+                    f"reaction: ddnsagent on {it.key}, {agent_reps} changes "
+                    f"({'watcher' if event_driven else 'polling, 30 s'})"
+                )
+                mark = srv.mark()
+                proc = spawn(cmd, f"reaction-ddnsagent-{it.key}")
+                if srv.wait(for_host(host, wan.address), 30, mark) is None:
+                    raise RuntimeError(f"ddnsagent sent no first update in the lab; see {WORK}")
+                time.sleep(1)
+                pause = (0.3, 1.5) if event_driven else (0.0, 30.0)
+                res = react(srv, wan, {"ddnsagent": (host, 30 + 15)}, agent_reps, rng, pause)
+                stop(proc)
+                out["tools"][f"ddnsagent {it.key}"] = {
+                    "tool": "ddnsagent",
+                    "interp": it.key,
+                    "command": shlex.join(cmd),
+                    "mode": "event-driven (AddressWatcher)"
+                    if event_driven
+                    else "polling every 30 s",
+                    "samples": res["ddnsagent"],
+                }
 
             # ddclient and inadyn together, each at the shortest interval it accepts.
             dd_host, in_host = "ddclient.home.bench.example.net", "inadyn.home.bench.example.net"
@@ -848,11 +1297,15 @@ def bench_reaction(agent_reps: int, peer_reps: int, fast_reps: int) -> dict[str,
             for p in procs:
                 stop(p)
             out["tools"]["ddclient"] = {
+                "tool": "ddclient",
+                "interp": "",
                 "command": shlex.join(dd_cmd),
                 "mode": "polling every 60 s (its minimum)",
                 "samples": res["ddclient"],
             }
             out["tools"]["inadyn"] = {
+                "tool": "inadyn",
+                "interp": "",
                 "command": shlex.join(in_cmd),
                 "mode": "polling every 30 s (its documented minimum)",
                 "samples": res["inadyn"],
@@ -879,6 +1332,8 @@ def bench_reaction(agent_reps: int, peer_reps: int, fast_reps: int) -> dict[str,
                 idle_per_hour = (cpu_ns(p1.pid) - idle0) * 360
                 stop(p1)
                 out["tools"]["inadyn-1s"] = {
+                    "tool": "inadyn",
+                    "interp": "",
                     "command": shlex.join(cmd1),
                     "mode": "polling every 1 s (below its documented 30 s minimum, accepted)",
                     "samples": res["inadyn-1s"],
@@ -925,37 +1380,30 @@ def machine() -> dict[str, Any]:
         "ram_gib": round(mem_kib / 1024 / 1024, 1),
         "kernel": platform.release(),
         "debian": Path("/etc/debian_version").read_text().strip(),
-        "python": version([PY, "--version"]),
         "ddnsagent": version([DDNSAGENT, "--version"], r"\S+$"),
         "ddclient": version(["dpkg-query", "-W", "-f", "${Version}", "ddclient"], r"\S+"),
         "inadyn": version(["dpkg-query", "-W", "-f", "${Version}", "inadyn"], r"\S+"),
         "gnu_time": version(["dpkg-query", "-W", "-f", "${Version}", "time"], r"\S+"),
         "git": version(["git", "-C", str(REPO), "describe", "--always", "--dirty"], r"\S+"),
-        "venv": str(VENV),
-        "dependencies": json.loads(
-            subprocess.run([PY, "-c", DEPENDENCY_VERSIONS], capture_output=True, text=True).stdout
-        ),
+        "named_checkzone": version(["dpkg-query", "-W", "-f", "${Version}", "bind9-utils"], r"\S+"),
     }
 
 
-# The configurations RESULTS.md shows (the benchmark's dummy password masked).
+# The configurations RESULTS.md shows (the benchmark's dummy password masked); the other
+# interpreters' files differ only in names.
 CONFIGS_SHOWN = (
-    "oneshot-agent.toml",
+    "oneshot-venv.toml",
+    "delegate-venv.toml",
     "oneshot-ddclient.conf",
     "oneshot-inadyn.conf",
-    "daemon-agent.toml",
+    "daemon-venv-seed.toml",
+    "daemon-venv-dyndns2.toml",
     "daemon-ddclient.conf",
     "daemon-inadyn.conf",
-    "reaction-agent.toml",
+    "reaction-agent-venv.toml",
     "reaction-ddclient.conf",
     "reaction-inadyn.conf",
 )
-
-DEPENDENCY_VERSIONS = """
-import importlib.metadata as m, json
-names = ["httpx", "httpcore", "h11", "anyio", "APScheduler", "tenacity", "dnspython"]
-print(json.dumps({n: m.version(n) for n in names}))
-"""
 
 
 def loadavg() -> float:
@@ -985,8 +1433,10 @@ def main() -> int:
         from results_md import render
 
         rendered: Path = args.out or args.render.parent / "RESULTS.md"
-        rendered.write_text(render(json.loads(args.render.read_text())))
+        data = json.loads(args.render.read_text())
+        rendered.write_text(render(data))
         log(f"wrote {rendered}")
+        write_headline(data, rendered)
         return 0
     if os.geteuid() != 0:
         print("bench.py: run through benchmarks/run as root", file=sys.stderr)
@@ -995,7 +1445,8 @@ def main() -> int:
         print("bench.py: refusing to run in a namespace with more than `lo`", file=sys.stderr)
         return 2
     q = args.quick
-    WORK = Path(f"/var/tmp/ddnsagent-bench/run-{time.strftime('%Y%m%d-%H%M%S')}")
+    base = Path(os.environ.get("BENCH_BASE", "/var/tmp/ddnsagent-bench"))
+    WORK = base / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
     for old in WORK.parent.glob("run-*"):  # earlier runs' work files; this run's stay
         shutil.rmtree(old, ignore_errors=True)
     WORK.mkdir(mode=0o700, parents=True)
@@ -1012,20 +1463,37 @@ def main() -> int:
     started = time.monotonic()
     srv = Server("main")
     try:
-        if on("oneshot"):
-            results["oneshot"] = bench_oneshot(srv, 3 if q else 9)
-        if on("imports"):
-            results["imports"] = bench_imports(srv, 3 if q else 7)
+        interps = []
+        results["interpreters"] = {}
+        given = interpreters()
+        for it in given:
+            why = preflight(it, srv)
+            results["interpreters"][it.key] = {**it.describe(), "unavailable": why}
+            if why is None:
+                interps.append(it)
+            else:
+                log(f"interpreter {it.key} left out: {why}")
+        if not interps or interps[0] is not given[0]:
+            raise RuntimeError(f"the first interpreter does not run the benchmark; see {WORK}")
+        log("interpreters: " + ", ".join(f"{it.key} {it.version}" for it in interps))
+        if not wanted or wanted & {"oneshot", "imports"}:
+            with delegates(srv, interps) as daemons:
+                if on("oneshot"):
+                    results["oneshot"] = bench_oneshot(srv, interps, daemons, 3 if q else 9)
+                if on("imports"):
+                    results["imports"] = bench_imports(srv, interps, daemons, 3 if q else 5)
         if on("rss"):
-            results["rss"] = bench_rss(1 if q else 3)
+            results["rss"] = bench_rss(interps, 1 if q else 3)
         if on("daemons"):
-            results["daemons"] = bench_daemons(srv, 10 if q else 100, 10 if q else 60)
+            results["daemons"] = bench_daemons(srv, interps, 10 if q else 100, 10 if q else 60)
         if on("many"):
             results["many"] = bench_many(srv, 1000, 1 if q else 3)
         if on("zones"):
             results["zones"] = bench_zones(100_000, 2 if q else 5, 1 if q else 3)
         if on("reaction"):
-            results["reaction"] = bench_reaction(3 if q else 20, 2 if q else 6, 2 if q else 6)
+            results["reaction"] = bench_reaction(
+                interps, 3 if q else 20, 2 if q else 6, 2 if q else 6
+            )
     finally:
         srv.stop()
         for proc in list(PROCS):
@@ -1043,8 +1511,30 @@ def main() -> int:
     out: Path = args.out or (WORK if (q or wanted) else HERE) / "RESULTS.md"
     out.write_text(render(results))
     (out.parent / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_headline(results, out)
     log(f"wrote {out} in {results['duration_s'] / 60:.1f} min")
     return 0
+
+
+README = REPO / "README.md"
+HEADLINE_START = "<!-- benchmarks/run writes this table: start -->"
+HEADLINE_END = "<!-- benchmarks/run writes this table: end -->"
+
+
+def write_headline(results: dict[str, Any], out: Path) -> None:
+    """README's headline table from the same results: into README.md for the full run that
+    writes benchmarks/RESULTS.md, beside `out` (HEADLINE.md) for any other run."""
+    from results_md import headline
+
+    table = headline(results)
+    if out.resolve() != (HERE / "RESULTS.md").resolve() or results.get("quick"):
+        (out.parent / "HEADLINE.md").write_text(table)
+        log(f"wrote {out.parent / 'HEADLINE.md'} (README.md left alone)")
+        return
+    text = README.read_text()
+    start, end = text.index(HEADLINE_START), text.index(HEADLINE_END)
+    README.write_text(text[: start + len(HEADLINE_START)] + "\n" + table + text[end:])
+    log(f"updated the headline table in {README}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,13 @@ benchmark shares with it across network namespaces). Hostnames are accepted on f
 (the benchmark's configurations invent them), so `good` means "the address changed" and
 `nochg` "it was already so".
 
+It also answers MyDNS.JP's IP notification, `GET /login.html` (Basic auth with the MasterID as
+user name, no parameters, the address taken from the connection; `login_status = 1.` and "Login
+and IP address notify OK." in a 200 page on success, `login_status = 0.` on a bad login — as
+tests/fakes/mydns.py documents from MyDNS.JP's usage page and captured answers), so that the
+benchmark's seed configuration (a mydns provider) has a server to talk to. Its log line names the
+MasterID in `hosts` and the connection's address in `myip`.
+
 It serves at most `--max-seconds` and then exits by itself.
 """
 
@@ -55,6 +62,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         wall, mono = time.time(), time.monotonic()
         parts = urlsplit(self.path)
+        if parts.path == "/login.html":
+            self._mydns(wall, mono)
+            return
         if parts.path != "/nic/update":
             self._answer(404, "not found\n")
             return
@@ -89,10 +99,36 @@ class Handler(BaseHTTPRequestHandler):
         self.state.write(entry)
         self._answer(200, "".join(line + "\n" for line in lines))
 
+    def _mydns(self, wall: float, mono: float) -> None:
+        """MyDNS.JP's notify: the answer's wording follows tests/fakes/mydns.py (see there)."""
+        # Any MasterID with the benchmark's password logs in: each configuration has its own.
+        user = self._user(any_user=True)
+        if user is None and "Authorization" not in self.headers:
+            self._answer(
+                401, "401\n", {"WWW-Authenticate": 'Basic realm="Enter MasterID and Password."'}
+            )
+            return
+        ok = user is not None
+        self.state.write(
+            {
+                "t": wall,
+                "mono": mono,
+                "n": 1,
+                "hosts": [user or ""],
+                "myip": self.client_address[0],
+                "agent": self.headers.get("User-Agent", ""),
+                "answer": "notified" if ok else "badauth",
+            }
+        )
+        page = ("Login and IP address notify OK.<BR>\n" if ok else "") + (
+            f"login_status = {int(ok)}.<BR>\n"
+        )
+        self._answer(200, f"<html><body>\n{page}</body></html>\n")
+
     def do_POST(self) -> None:
         self._answer(405, "badagent\n")
 
-    def _user(self) -> str | None:
+    def _user(self, any_user: bool = False) -> str | None:
         header = self.headers.get("Authorization", "")
         if not header.startswith("Basic "):
             return None
@@ -100,6 +136,8 @@ class Handler(BaseHTTPRequestHandler):
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
         except ValueError:
             return None
+        if any_user and user and password == self.state.credentials[1]:
+            return user
         return user if (user, password) == self.state.credentials else None
 
     def _answer(self, status: int, body: str, headers: dict[str, str] | None = None) -> None:
