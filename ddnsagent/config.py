@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ddnsagent import providers
+from ddnsagent import USER_AGENT, providers
 from ddnsagent.detect.settings import DetectConfig
 from ddnsagent.detect.settings import from_table as parse_detect
 from ddnsagent.errors import ConfigError
-from ddnsagent.providers.base import Common
+from ddnsagent.providers.base import Common, read_user_agent
 from ddnsagent.table import Table
 
 if TYPE_CHECKING:  # the optional sections' types; their modules load when a section is there
@@ -42,6 +42,7 @@ class AgentConfig:
     retry_delay: float = 2.0
     lock_timeout: float = 120.0
     control_socket: Path | None = None  # default: see ddnsagent.control
+    user_agent: str = USER_AGENT  # each [[provider]]'s own `user_agent` overrides it
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ def _parse_agent(t: Table) -> AgentConfig:
         retry_delay=t.duration("retry_delay", 2.0),
         lock_timeout=t.duration("lock_timeout", 120.0),
         control_socket=Path(t.string("control_socket")) if t.has("control_socket") else None,
+        user_agent=read_user_agent(t, USER_AGENT) or USER_AGENT,
     )
     if cfg.interval < 30:
         raise t.error(

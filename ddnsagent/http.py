@@ -32,8 +32,9 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def client(family: int | None, timeout: float) -> httpx.AsyncClient:
-    """A client whose connections use only `family` (4, 6, or None for either).
+def client(family: int | None, timeout: float, user_agent: str | None = None) -> httpx.AsyncClient:
+    """A client whose connections use only `family` (4, 6, or None for either), calling
+    itself `user_agent` (default: ddnsagent's name, version and project URL).
 
     Compressed answers are declined so that the size cap bounds memory, not just the wire.
     """
@@ -42,7 +43,7 @@ def client(family: int | None, timeout: float) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=transport,
         timeout=httpx.Timeout(timeout),
-        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+        headers={"User-Agent": user_agent or USER_AGENT, "Accept-Encoding": "identity"},
         follow_redirects=False,
         trust_env=False,
     )

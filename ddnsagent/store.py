@@ -84,6 +84,9 @@ class Target:
     config_fp: str | None = None
     secret_fp: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys of a newer version, kept as they are
+    # Names a service refused one by one in a batch (dyndns2 `nohost` on one line): stopped
+    # alone, the target's other names go on. Lifted like the target's stop.
+    stopped_names: dict[str, Stopped] = field(default_factory=dict)
 
 
 @dataclass
@@ -288,7 +291,7 @@ def _parse(data: dict[str, Any], check: _Checker) -> AgentState:
 
 
 _TOP_KEYS = ("version", "salt", "detected", "targets", "zones", "relay")
-_TARGET_KEYS = ("sent", "backoff", "stopped", "config_fp", "secret_fp")
+_TARGET_KEYS = ("sent", "backoff", "stopped", "config_fp", "secret_fp", "stopped_names")
 
 
 def _parse_target(raw: Any, where: str, check: _Checker) -> Target | None:
@@ -316,6 +319,12 @@ def _parse_target(raw: Any, where: str, check: _Checker) -> Target | None:
             setattr(target, key, value)
         elif value is not None:
             check.drop(f"{where}.{key}", f"not a string but {type(value).__name__}")
+    names = check.table(obj.get("stopped_names", {}), f"{where}.stopped_names") or {}
+    for host, entry in names.items():
+        spec = {"reason": (str,), "fix": (str,), "since": _NUMBER}
+        f = check.record(entry, f"{where}.stopped_names.{host}", spec)
+        if f is not None:
+            target.stopped_names[host] = Stopped(**f)
     return target
 
 
@@ -449,6 +458,11 @@ def _target_json(t: Target) -> dict[str, Any]:
         out["config_fp"] = t.config_fp
     if t.secret_fp is not None:
         out["secret_fp"] = t.secret_fp
+    if t.stopped_names:
+        out["stopped_names"] = {
+            host: {"reason": s.reason, "fix": s.fix, "since": s.since}
+            for host, s in sorted(t.stopped_names.items())
+        }
     return out
 
 

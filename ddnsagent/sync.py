@@ -34,7 +34,7 @@ from ddnsagent.detect.finder import detect
 from ddnsagent.errors import FatalAnswer, SecretUnavailable, TransientError, ZoneApplyError
 from ddnsagent.outcome import Detection, SyncReport, TargetReport
 from ddnsagent.providers import client_for
-from ddnsagent.providers.base import Common, Provider
+from ddnsagent.providers.base import Common, Provider, user_agent_for
 from ddnsagent.schedule import backoff
 from ddnsagent.secrets import redact
 from ddnsagent.store import (
@@ -149,6 +149,15 @@ class Agent:
         target = state.target(settings.name)
         _check_fingerprint(state.salt, target, settings)
         provider: Provider = client_for(settings)
+        # A provider that sends both families or many names in one request (dyndns2) is shown
+        # this sync's addresses, what each family last sent, and the names stopped alone.
+        prepare = getattr(provider, "prepare", None)
+        if prepare is not None:
+            prepare(
+                {f: d.address for f, d in report.detections.items() if d.address is not None},
+                {f: sent.address for f, sent in target.sent.items()},
+                set(target.stopped_names),
+            )
         for family in settings.families():
             detection = report.detections.get(family)
             if detection is None:
@@ -234,6 +243,18 @@ class Agent:
         target.backoff.pop(family, None)
         entry.action, entry.message = "sent", redact(f"{why}: {message}")
         log.info("%s: IPv%d %s sent (%s)", name, family, address, entry.message)
+        # Names the service refused one by one (the rest of the batch went through).
+        for host, (reason, fix) in getattr(provider, "name_stops", {}).items():
+            target.stopped_names[host] = Stopped(redact(reason), fix, now)
+            log.error(
+                "%s: %s STOPPED: %s — %s, then run `ddnsagent reset %s`",
+                name,
+                host,
+                redact(reason),
+                fix,
+                name,
+            )
+            entry.fix = f"{fix}, then run `ddnsagent reset {name}`"
         store.checkpoint()
 
     async def _send_with_retries(
@@ -255,7 +276,8 @@ class Agent:
         delay = cfg.agent.retry_delay
         # Only services that read the address from the connection need the family's route.
         bound = family if getattr(provider, "BIND_FAMILY", False) else None
-        async with http.client(bound, cfg.detect.timeout) as client:
+        agent = user_agent_for(provider.settings, cfg.agent.user_agent)
+        async with http.client(bound, cfg.detect.timeout, agent) as client:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(cfg.agent.retries),
                 wait=wait_exponential(multiplier=delay, max=RETRY_WAIT_MAX) + wait_random(0, delay),
@@ -523,10 +545,11 @@ def _check_fingerprint(salt_hex: str, target: Target, settings: Common) -> None:
     old_config, old_secret = target.config_fp, target.secret_fp
     changed = old_config is not None and old_config != config_fp
     changed |= old_secret is not None and secret_fp is not None and old_secret != secret_fp
-    if changed and (target.stopped or target.backoff):
+    if changed and (target.stopped or target.backoff or target.stopped_names):
         log.info("%s: configuration changed; lifting its stop/back-off", settings.name)
         target.stopped = None
         target.backoff.clear()
+        target.stopped_names.clear()
     if changed:
         target.sent.clear()  # a new host list or server has not been told anything yet
     target.config_fp = config_fp

@@ -95,8 +95,12 @@ def test_dyndns2_fatal_codes(code: str) -> None:
 
 
 def test_dyndns2_fatal_code_for_one_host_of_many() -> None:
+    """Issue 12 item 12: the line names the host; that host alone is stopped."""
+    answered = dyndns2.judge_batch(200, "good 198.51.100.7\nnohost\n", HOSTS, 1800)
+    assert list(answered.stops) == [HOSTS[1]] and "nohost" in answered.stops[HOSTS[1]][0]
+    assert f"{HOSTS[1]}: nohost — STOPPED" in answered.message
     with pytest.raises(FatalAnswer, match="nohost"):
-        dyndns2.judge(200, "good 198.51.100.7\nnohost\n", HOSTS, 1800)
+        dyndns2.judge(200, "nohost\nnohost\n", HOSTS, 1800)
 
 
 @pytest.mark.parametrize("code", ["911", "dnserr"])

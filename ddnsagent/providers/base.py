@@ -14,10 +14,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, fields
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ddnsagent.address import IPAddress
-from ddnsagent.errors import FatalAnswer, TransientError
+from ddnsagent.errors import FatalAnswer, SecretUnavailable, TransientError
 from ddnsagent.secrets import Secret
 from ddnsagent.table import Table
 
@@ -35,6 +35,11 @@ class Common:
     ipv6: bool
     keepalive: float  # seconds; 0 = never resend an unchanged address
     insecure_http: bool
+    user_agent: str | None  # None: [agent] user_agent
+
+    # Keys added after a release, with the value that leaves them out of the fingerprint: an
+    # upgrade alone must neither lift a stop nor resend every address.
+    LATER_KEYS: ClassVar[dict[str, object]] = {"user_agent": None}
 
     def families(self) -> list[int]:
         return [f for f, on in ((4, self.ipv4), (6, self.ipv6)) if on]
@@ -44,6 +49,8 @@ class Common:
         parts = []
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name in self.LATER_KEYS and value == self.LATER_KEYS[f.name]:
+                continue
             if isinstance(value, Secret):
                 value = value.origin
             parts.append(f"{f.name}={value!r}")
@@ -66,7 +73,46 @@ def read_common(
         "ipv6": t.boolean("ipv6", ipv6),
         "keepalive": t.duration("keepalive", keepalive),
         "insecure_http": t.boolean("insecure_http", False),
+        "user_agent": read_user_agent(t, None),
     }
+
+
+USER_AGENT_MAX = 200
+
+
+def read_user_agent(t: Table, default: str | None) -> str | None:
+    """The `user_agent` key: what the HTTP requests call themselves. Services read it to tell
+    clients apart, and No-IP asks for a contact in it (`Company Program/Version contact@…`),
+    so that they write to a maintainer before they throttle or block a misbehaving client.
+    It is sent in clear and kept in the services' logs: printable ASCII, one line, no secret."""
+    value = t.string("user_agent", default)
+    if value is None or not t.has("user_agent"):
+        return value
+    text = str(value)
+    if not text.strip() or text != text.strip():
+        raise t.error("user_agent", f"found {text!r}", 'write e.g. "ddnsagent/1.0 you@example.net"')
+    if len(text) > USER_AGENT_MAX or not all(" " <= c <= "~" for c in text):
+        raise t.error(
+            "user_agent",
+            f"must be one line of at most {USER_AGENT_MAX} printable ASCII characters",
+            'write e.g. "ddnsagent/1.0 you@example.net"',
+        )
+    return text
+
+
+def user_agent_for(settings: Common, default: str) -> str:
+    """The User-Agent one provider sends: its own `user_agent`, else `default` ([agent]).
+    Refused (as a configuration problem, before any request) when it holds one of the
+    provider's secrets: services log the header, so a password there would leak."""
+    agent = settings.user_agent or default
+    for secret in settings.secrets():
+        value = secret.reveal()
+        if value and value in agent:
+            raise SecretUnavailable(
+                f"{settings.name}: user_agent contains the provider's secret ({secret.origin}); "
+                "the header is sent in clear and logged by the service — remove it"
+            )
+    return agent
 
 
 class Provider(Protocol):

@@ -23,6 +23,39 @@ The protocol as Dyn's and No-IP's integration pages describe it:
   No-IP ends lines with CRLF; `line_ending` chooses.
 
 Any other code a provider might use (e.g. `!active`) can be forced per host or per request.
+
+Dual stack — what a request that names one family does to the other (`family_rule`):
+
+- "replace" (Dyn): the request's addresses replace the host's: an IPv4-only update deletes the
+  AAAA and an IPv6-only one the A; both go together as `myip=IPv4,IPv6`. Sources: OpenWrt
+  packages issue #8360 (github.com/openwrt/packages/issues/8360: "Updating with just the IPV4
+  address removes the AAAA record … they both must be included in a comma separated list with
+  the myip parameter") and Dyn's "Perform Update" page (help.dyn.com/remote-access-api/
+  perform-update/: "Use commas to separate multiple IP addresses in the myip field").
+- "keep" (default; No-IP, Strato, Variomedia as far as documented): a family not named is left
+  as it was. Variomedia documents `myip=127.0.0.1,::1` for hosts with both records
+  (dyndns.variomedia.de); Strato is dyndns2 with `myip=IPv4,IPv6` as Synology's Strato script
+  sends it (github.com/schmidhorst/synology-ddns-IPv6, Strato46.php); No-IP updates A and AAAA
+  "individually or dual-stacked" and takes IPv6 "through IPv4 systems" (noip.com/integrate/
+  request): `myipv6=` beside `myip=`, as this emulator read that page when it was written (the
+  stored copy is cut before the parameter table).
+- "dynu": Dynu takes `myip` and `myipv6` (its IP Update Protocol page,
+  dynu.com/DynamicDNS/IP-Update-Protocol; the URL form `…/nic/update?hostname=…&myip=…&myipv6=…`
+  as quoted in github.com/dstapp/docker-ddns/issues/46). A family not named is filled from the
+  connection's address when the request came over that family, and `no` leaves it untouched:
+  the rule as issue 12 reports it, and the reason public Dynu clients send `myipv6=no` (and
+  `myip=no` to update IPv6 alone). The stored copy of Dynu's page does not show its parameter
+  table, so this rule is the one least directly sourced here.
+- Dyn documents the comma list for its `/v3/update` URL with an Updater Client Key; the preset
+  keeps the `/nic/update` URL the same page gives for username and password, with the same list.
+
+Agent refusals (`agent_refusal`): Dyn's return codes (help.dyn.com/return-codes/; its table as
+reproduced at pierschel.com/en/software-blog/11-user-manuals/33-dyndns-returncodes-en) list
+`badagent`, and `good 127.0.0.1`, which "indicates good update only when 127.0.0.1 address is
+requested"; otherwise the request was ignored because the agent does not follow the
+specifications. Both leave every record as it was. Dyn calls every failed update fatal: the
+client must stop until the user acts. `badsys` (a `system` other than dyndns, statdns,
+custom) is one of them.
 """
 
 from __future__ import annotations
@@ -134,6 +167,8 @@ class Dyndns2Server(FakeServer):
         self.nochg_limit: int | None = None
         self.line_ending: str = "\r\n"
         self.realm: str = "dyndns2 update"
+        self.family_rule: str = "keep"  # "keep" | "replace" (Dyn) | "dynu", see above
+        self.agent_refusal: str = "badagent"  # or "good 127.0.0.1" (Dyn, see above)
         self._state = threading.Lock()
         self._hosts: dict[str, Host] = {}
         self._answers: dict[str, str] = {}
@@ -196,7 +231,10 @@ class Dyndns2Server(FakeServer):
         )
         if problem:
             self.violation(problem)
-            return self._lines(["badagent"])
+            if self.agent_refusal == "badagent":
+                return self._lines(["badagent"])
+            count = len([n for n in request.query.get("hostname", "").split(",") if n])
+            return self._lines([self.agent_refusal] * max(count, 1))
         for name in request.query:
             if name not in KNOWN_PARAMETERS:
                 self.violation(f"undocumented parameter {name!r}")
@@ -216,6 +254,8 @@ class Dyndns2Server(FakeServer):
         return self._lines([self._update(n, request.user, ipv4, ipv6) for n in names])
 
     def _addresses(self, request: RecordedRequest) -> tuple[str | None, str | None]:
+        if self.family_rule == "dynu":
+            return self._dynu_addresses(request)
         ipv4 = ipv6 = None
         given = False
         myip = request.query.get("myip")
@@ -239,6 +279,28 @@ class Dyndns2Server(FakeServer):
         peer = ipaddress.ip_address(self.peer(request))
         return (str(peer), None) if peer.version == 4 else (None, str(peer))
 
+    def _dynu_addresses(self, request: RecordedRequest) -> tuple[str | None, str | None]:
+        """Dynu: `myip` / `myipv6` each an address or `no`; one not given comes from the
+        connection when it came over that family. None = leave that record alone."""
+        peer = ipaddress.ip_address(self.peer(request))
+        out: list[str | None] = []
+        for key, version in (("myip", 4), ("myipv6", 6)):
+            value = request.query.get(key)
+            if value == "no":
+                out.append(None)
+            elif value is None or value == "":
+                out.append(str(peer) if peer.version == version else None)
+            else:
+                try:
+                    address = ipaddress.ip_address(value)
+                    if address.version != version:
+                        raise ValueError(f"not an IPv{version} address")
+                    out.append(str(address))
+                except ValueError as error:
+                    self.violation(f"{key}={value!r}: {error}")
+                    out.append(None)
+        return out[0], out[1]
+
     def _update(self, name: str, user: str, ipv4: str | None, ipv6: str | None) -> str:
         key = name.lower()
         with self._state:
@@ -261,9 +323,12 @@ class Dyndns2Server(FakeServer):
             changed = (ipv4 is not None and ipv4 != record.ipv4) or (
                 ipv6 is not None and ipv6 != record.ipv6
             )
+            if self.family_rule == "replace":  # Dyn: what the request names is all there is
+                changed = changed or (ipv4, ipv6) != (record.ipv4, record.ipv6)
             if changed:
-                record.ipv4 = ipv4 if ipv4 is not None else record.ipv4
-                record.ipv6 = ipv6 if ipv6 is not None else record.ipv6
+                replace_all = self.family_rule == "replace"
+                record.ipv4 = ipv4 if ipv4 is not None or replace_all else record.ipv4
+                record.ipv6 = ipv6 if ipv6 is not None or replace_all else record.ipv6
                 record.changes += 1
                 record.nochg = 0
                 return f"good {shown}"
