@@ -10,7 +10,16 @@ The credentials are those of a `type = "mydns"` provider of the configuration.
 What DirectEDIT answers is not documented, and MyDNS's scripts do not read it. This hook reads
 what can be read: 401/403 and a page saying `login_status = 0` (as login.html says after a bad
 login) mean the credentials were refused; redirects (seen when a request did not reach the
-editor, disco-v8/DirectEdit#4), 429 and 5xx mean "try again"; any other 2xx counts as done.
+editor, disco-v8/DirectEdit#4) are never followed and, like 429 and 5xx, mean "try again"; a 2xx
+is done only when the page says `OK.`, which is what acme.sh's dns_mydnsjp checks. MyDNS answers
+200 with its front page when it did not take the request (a domain the MasterID does not own,
+DirectEdit#4): that is a failure.
+
+Which name to send: MyDNS's own instructions validate only `yourdomain` and `*.yourdomain`, and
+acme.sh sends the domain registered to the MasterID whatever name is validated (sources in
+tests/fakes/directedit.py); nothing documents DirectEDIT taking a sub-domain. With the
+provider's `domain` set, the hook sends that domain for it and for `*.domain`, and refuses a
+sub-domain or another name before sending anything, saying what to do instead.
 
 MyDNS puts changes into its DNS data at once (its HOW TO USE page), but its name servers and
 the CA's resolvers may take a moment to serve them; `wait` seconds of sleep after --auth give
@@ -40,6 +49,7 @@ URL_ENV = "DDNSAGENT_DIRECTEDIT_URL"
 COMMANDS = {"auth": "REGIST", "cleanup": "DELETE"}
 
 _LOGIN_FAILED = re.compile(r"login_status\s*=\s*0\b")
+_EDIT_OK = re.compile(r"\bOK\.")  # acme.sh: `grep "OK."` on the answer
 # RFC 8555 §8.4: the TXT value is the base64url digest of the key authorization.
 _VALIDATION = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -62,6 +72,15 @@ def judge(
         raise FatalAnswer(
             "MyDNS answered that the login failed (login_status = 0)",
             "check master_id and the password",
+        )
+    if not _EDIT_OK.search(body):
+        front = "its front page" if re.search(r"<!DOCTYPE html", body, re.I) else "a page"
+        raise FatalAnswer(
+            f"MyDNS answered HTTP {status} with {front} that does not confirm the edit (no "
+            '"OK."): nothing was changed. It answers so for a domain that is not the one '
+            "registered to this MasterID",
+            "CERTBOT_DOMAIN must be the domain of the MasterID's DOMAIN INFO (or *.domain); "
+            "set `domain` on the mydns provider to have it checked before sending",
         )
     return f"HTTP {status}"
 
@@ -104,6 +123,27 @@ def challenge(environ: Mapping[str, str]) -> tuple[str, str]:
         raise HookError(EXIT_CONFIG, "CERTBOT_VALIDATION is not a base64url ACME digest")
     # A wildcard's challenge lives at the base name, which is what MyDNS must be given.
     return domain.rstrip(".").removeprefix("*."), validation
+
+
+def name_to_send(domain: str, registered: str | None) -> str:
+    """The CERTBOT_DOMAIN to give DirectEDIT for certbot's `domain` (a wildcard's `*.` already
+    removed): the registered domain itself; a sub-domain or another name is refused."""
+    if registered is None or domain.lower() == registered:
+        return domain
+    if domain.lower().endswith("." + registered):
+        raise HookError(
+            EXIT_CONFIG,
+            f"CERTBOT_DOMAIN={domain!r} is a sub-domain of {registered}; MyDNS DirectEDIT edits "
+            f"only _acme-challenge.{registered}, the record of the domain registered to the "
+            "MasterID, so this name cannot be validated through it",
+            f"request the certificate for {registered} and *.{registered} (the wildcard covers "
+            f"{domain}), or validate {domain} another way (certbot's HTTP-01)",
+        )
+    raise HookError(
+        EXIT_CONFIG,
+        f"CERTBOT_DOMAIN={domain!r} is not {registered}, the domain set for this MasterID",
+        "use the mydns provider whose domain this is (acme-hook mydns NAME), or fix `domain`",
+    )
 
 
 def directedit_url(url: str | None, environ: Mapping[str, str], insecure_http: bool) -> str:
@@ -170,6 +210,7 @@ def main(
         settings = find_provider(cfg, provider_name)
         target = directedit_url(url, env, settings.insecure_http)
         domain, validation = challenge(env)
+        domain = name_to_send(domain, getattr(settings, "domain", None))
         command = COMMANDS[mode]
         try:
             result = asyncio.run(_post(cfg, settings, target, command, domain, validation))

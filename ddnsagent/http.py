@@ -8,6 +8,7 @@ wildcard local address, which makes the connection fail instead of silently usin
 from __future__ import annotations
 
 import functools
+import socket
 import ssl
 from dataclasses import dataclass
 
@@ -32,13 +33,19 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def client(family: int | None, timeout: float, user_agent: str | None = None) -> httpx.AsyncClient:
-    """A client whose connections use only `family` (4, 6, or None for either), calling
-    itself `user_agent` (default: ddnsagent's name, version and project URL).
+def client(
+    family: int | None,
+    timeout: float,
+    user_agent: str | None = None,
+    local_address: str | None = None,
+) -> httpx.AsyncClient:
+    """A client whose connections use only `family` (4, 6, or None for either), or that leave
+    from `local_address` (an address of this host, see `is_local_address`) when it is given,
+    calling itself `user_agent` (default: ddnsagent's name, version and project URL).
 
     Compressed answers are declined so that the size cap bounds memory, not just the wire.
     """
-    local = {4: "0.0.0.0", 6: "::"}.get(family) if family else None
+    local = local_address or ({4: "0.0.0.0", 6: "::"}.get(family) if family else None)
     transport = httpx.AsyncHTTPTransport(local_address=local, retries=0, verify=_tls_context())
     return httpx.AsyncClient(
         transport=transport,
@@ -47,6 +54,18 @@ def client(family: int | None, timeout: float, user_agent: str | None = None) ->
         follow_redirects=False,
         trust_env=False,
     )
+
+
+def is_local_address(address: str) -> bool:
+    """Whether a socket can leave from `address`: it is assigned to an interface of this host
+    (what an `interface:` source reports), not one seen from outside behind NAT."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((address, 0))
+    except OSError:
+        return False
+    return True
 
 
 async def fetch(

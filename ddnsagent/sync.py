@@ -190,6 +190,8 @@ class Agent:
             entry.action, entry.message = "stopped", f"stopped since {_ts(stopped.since)}: "
             entry.message += stopped.reason
             entry.fix = f"{stopped.fix}, then run `ddnsagent reset {name}`"
+            if options.force:  # a re-notify (relay) or --force must not skip it in silence
+                log.warning("%s: not notified, %s — %s", name, entry.message, entry.fix)
             return
         trouble = target.backoff.get(family)
         if trouble is not None and trouble.retry_after > now:

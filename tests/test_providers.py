@@ -15,6 +15,7 @@ import trustme
 
 from ddnsagent import config
 from ddnsagent.outcome import SyncReport
+from ddnsagent.providers import mydns as mydns_provider
 from ddnsagent.store import Store
 from ddnsagent.sync import Agent, SyncOptions
 from tests.fakes import HUGE_BODY, Dyndns2Server, MyDNSServer
@@ -86,6 +87,9 @@ def actions(report: SyncReport) -> list[tuple[str, int, str]]:
 @pytest.fixture
 def mydns() -> Iterator[MyDNSServer]:
     with MyDNSServer({"mydns123456": PASSWORD}) as server:
+        # MyDNS records the connection's address and the agent checks it against the address
+        # it meant (issue 12): play the detected route's address.
+        server.pretend_peer = str(ADDR)
         yield server
 
 
@@ -103,7 +107,8 @@ def test_mydns_notifies_once_and_not_again(tmp_path: Path, mydns: MyDNSServer) -
     report = sync(cfg)
     assert actions(report) == [("home", 4, "sent")]
     assert mydns.notify_count("mydns123456") == 1
-    assert mydns.address_of("mydns123456", 4) == "127.0.0.1"  # learnt from the connection
+    assert mydns.address_of("mydns123456", 4) == str(ADDR)  # learnt from the connection
+    assert f"MyDNS recorded {ADDR}" in report.targets[0].message
     assert mydns.violations == []
     assert actions(sync(cfg)) == [("home", 4, "unchanged")]
     assert mydns.notify_count("mydns123456") == 1
@@ -114,9 +119,10 @@ def test_mydns_notifies_once_and_not_again(tmp_path: Path, mydns: MyDNSServer) -
 def test_mydns_ipv6_leaves_over_ipv6(tmp_path: Path) -> None:
     with MyDNSServer({"mydns123456": PASSWORD}, host="::1") as six:
         cfg = make_config(tmp_path, mydns_table("http://127.0.0.1:9/", six.notify_url, True))
-        report = sync(cfg, ipv4="203.0.113.7", ipv6="2001:db8::7")
+        report = sync(cfg, ipv4="203.0.113.7", ipv6="::1")
         assert ("home", 6, "sent") in actions(report)
         assert six.address_of("mydns123456", 6) == "::1"
+        assert six.requests[0].client_host == "::1"
 
 
 def test_mydns_ipv4_request_never_uses_ipv6(tmp_path: Path) -> None:
@@ -130,8 +136,10 @@ def test_mydns_ipv4_request_never_uses_ipv6(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("knob", ["wrong-password-200", "wrong-password-401", "notify-fails"])
 def test_mydns_login_failures_stop_the_target(
-    tmp_path: Path, mydns: MyDNSServer, knob: str
+    tmp_path: Path, mydns: MyDNSServer, knob: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Issue 12: `login_status = 0` stops only after LOGIN_ANSWERS answers in a row; 401 at once.
+    monkeypatch.setattr(mydns_provider, "LOGIN_PAUSE", 0.0)
     if knob == "wrong-password-200":
         mydns.accounts["mydns123456"] = "other"
     elif knob == "wrong-password-401":
@@ -144,9 +152,10 @@ def test_mydns_login_failures_stop_the_target(
     assert actions(report) == [("home", 4, "stopped")]
     assert report.exit_code == 3
     assert "reset home" in (report.targets[0].fix or "")
-    assert len(mydns.requests) == 1
+    asked = 1 if knob == "wrong-password-401" else mydns_provider.LOGIN_ANSWERS
+    assert len(mydns.requests) == asked
     assert actions(sync(cfg, force=True)) == [("home", 4, "stopped")]
-    assert len(mydns.requests) == 1  # a stopped target gets no request, even when forced
+    assert len(mydns.requests) == asked  # a stopped target gets no request, even when forced
 
 
 # -- dyndns2 -----------------------------------------------------------------------------------

@@ -133,7 +133,8 @@ class Client:
                 answer = await http.fetch(client, "GET", s.url, params=params)
             else:
                 seconds = client.timeout.read or DEFAULT_TIMEOUT
-                async with http.client(None, seconds) as either_family:
+                agent = client.headers.get("User-Agent")
+                async with http.client(None, seconds, user_agent=agent) as either_family:
                     answer = await http.fetch(either_family, "GET", s.url, params=params)
         except HTTPFailure as exc:
             raise TransientError(redact(str(exc))) from None

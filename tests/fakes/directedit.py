@@ -11,15 +11,27 @@ DirectEdit, txtregist.php and txtdelete.php, by T.Kabu/MyDNS.JP):
   other variables (CERTBOT_TOKEN, CERTBOT_AUTH_OUTPUT…), so those are accepted and ignored;
   any other field is a violation. The record edited is `_acme-challenge.<CERTBOT_DOMAIN>`.
 
-What the answer is, is not documented (the scripts only log it). The fake's choices, which a
-client must not rely on beyond what is said here:
+What the answer is, is not documented (the scripts only log it). What public clients and
+reports show, and the fake's choices, which a client must not rely on beyond what is said here:
 
+- Success: acme.sh (acmesh-official/acme.sh, dnsapi/dns_mydnsjp.sh, `_mydnsjp_api` and its
+  callers) counts an edit as done only when the answer contains `OK.`; anything else is "Add txt
+  record error". The fake answers 200 with a short page saying `<EDIT_CMD> OK.` and
+  `login_status = 1.` (the rest of that page is the fake's choice).
 - No credentials: 401 with `WWW-Authenticate: Basic`. Wrong credentials: by default 200 with a
   page saying `login_status = 0.` (what login.html does); `bad_login_status = 401` challenges.
-- Success: 200, a short page saying `login_status = 1.` and `<EDIT_CMD> OK.`.
+- Which name CERTBOT_DOMAIN must be: MyDNS's own README (disco-v8/DirectEdit) shows only
+  `-d yourdomain -d *.yourdomain`, both of which give certbot's CERTBOT_DOMAIN = the domain
+  registered to the MasterID (txtedit.conf's MYDNSJP_DOMAIN); acme.sh sends that registered
+  domain (DOMAIN INFO's `DNSINFO[domainname]`, found by `_get_root`) whatever name is being
+  validated; the debug log in disco-v8/DirectEdit#4 shows CERTBOT_DOMAIN=<registered domain>.
+  Whether a sub-domain is accepted is documented nowhere, so the fake accepts only a registered
+  domain itself: for a sub-domain of it, nothing changes and the answer is the front page.
 - A domain the account does not own: a violation, nothing changes, and the answer is the site's
-  front page (as reported when a request did not reach the editor, disco-v8/DirectEdit#4).
-- `redirect = True`: 307 to the front page without doing anything (also reported there).
+  front page, 200 (what disco-v8/DirectEdit#4 shows for a request the editor did not take:
+  "MYDNSJP_CONTENTS=<!DOCTYPE html>…", the home page's HTML).
+- `redirect = True`: 307 to the front page without doing anything (also reported there: "307
+  Temporary Redirect"); `redirect_location` sets another Location for it.
 """
 
 from __future__ import annotations
@@ -71,6 +83,7 @@ class DirectEditServer(FakeServer):
         self.domains = {k: {d.lower() for d in v} for k, v in domains.items()}
         self.bad_login_status: int = 200
         self.redirect: bool = False
+        self.redirect_location: str | None = None
         self._state = threading.Lock()
         self._txt: dict[str, list[str]] = {}
         self.edits = 0
@@ -129,10 +142,12 @@ class DirectEditServer(FakeServer):
             self.violation(f"EDIT_CMD={command!r}; valid: REGIST, DELETE")
             return text(200, FRONT_PAGE, content_type="text/html; charset=utf-8")
         if self.redirect:
-            return text(307, "", headers={"Location": self.url + "/"})
+            return text(307, "", headers={"Location": self.redirect_location or self.url + "/"})
         domain = form["CERTBOT_DOMAIN"]
         if not self._owns(request.user, domain):
             self.violation(f"{domain!r} is not a domain of {request.user}")
+            return text(200, FRONT_PAGE, content_type="text/html; charset=utf-8")
+        if domain.lower() not in self.domains.get(request.user, ()):
             return text(200, FRONT_PAGE, content_type="text/html; charset=utf-8")
         value = form["CERTBOT_VALIDATION"]
         with self._state:

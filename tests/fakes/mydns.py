@@ -17,6 +17,25 @@ How MyDNS.JP behaves, as its usage page and users' captures of real answers desc
 
 The exact wording of the failure page is not documented; the fake guarantees only that it has
 `login_status = 0.` and lacks the OK sentence, which is what a client should key on.
+
+Sources for the above, and for the knobs added with issue 12:
+
+- yumewaka/Magnetite, docs/DDNS-MYDNS-FIX-REQUEST.md (a MyDNS user's capture, 2026): login.html
+  checks the credentials itself with realm "Enter MasterID and Password."; no Authorization →
+  401; wrong password → 200 with `login_status = 0` and nothing notified; right password → 200
+  with `login_status = 1` and "Login and IP address notify OK"; the real success body shows
+  `REMOTE ADDRESS: 119.244.9.188` and `SERVER ADDRESS: …`. The same report saw correct
+  credentials get a 200 login.html page that notified nothing, and names www.mydns.jp's
+  round-robin over several addresses: one node may not do the work (`flaky_answers`).
+- A user's notify script (pages corpus, "mydns_noticeip.sh"): the success page begins with
+  "Login and IP address notify OK.<BR>"; several public clients key on that sentence alone
+  (e.g. the `grep -q "Login and IP address notify OK"` of a directip.html script).
+- REMOTE ADDRESS is the connection's address, so a request that leaves over another route than
+  the one we meant is recorded with that route's address (`pretend_peer` plays that route).
+  Whether every page shows it is not documented: `show_remote = False` leaves it out.
+- Redirects: none documented for login.html; `redirect_to` answers 302 to that Location, as a
+  moved or misconfigured front end would (DirectEDIT was seen answering 307 to its front page,
+  disco-v8/DirectEdit#4). A client must not follow it with the credentials.
 """
 
 from __future__ import annotations
@@ -59,7 +78,10 @@ class MyDNSServer(FakeServer):
 
     `accounts` maps MasterID to password. Knobs, besides those of `FakeServer`:
     `bad_login_status` (200, as observed, or 401) and `notify_fails` (valid credentials, but
-    the page says `login_status = 0.`, e.g. a suspended account).
+    the page says `login_status = 0.`, e.g. a suspended account); `flaky_answers` (the next N
+    valid logins get `login_status = 0.` and notify nothing, a node that does not do the work);
+    `show_remote` (False: the success page has no REMOTE ADDRESS); `redirect_to` (a Location:
+    every request is answered 302 to it, nothing notified).
     """
 
     def __init__(
@@ -73,6 +95,9 @@ class MyDNSServer(FakeServer):
         self.accounts = dict(accounts)
         self.bad_login_status: int = 200
         self.notify_fails: bool = False
+        self.flaky_answers: int = 0
+        self.show_remote: bool = True
+        self.redirect_to: str | None = None
         self._state = threading.Lock()
         self._notifications: list[Notification] = []
 
@@ -106,6 +131,8 @@ class MyDNSServer(FakeServer):
             self.violation(f"{PATH} takes no parameters, got {request.raw_query!r}")
         if request.auth_malformed:
             self.violation("Authorization header is not valid Basic credentials")
+        if self.redirect_to is not None:
+            return text(302, "", headers={"Location": self.redirect_to})
         if request.user is None:
             return self._challenge()
         master_id = request.user
@@ -114,6 +141,11 @@ class MyDNSServer(FakeServer):
                 return self._challenge()
             return self._page(request, status=self.bad_login_status, ok=False)
         if self.notify_fails:
+            return self._page(request, status=200, ok=False)
+        with self._state:
+            flaky = self.flaky_answers > 0
+            self.flaky_answers -= 1 if flaky else 0
+        if flaky:
             return self._page(request, status=200, ok=False)
         address = self.peer(request)
         with self._state:
@@ -143,10 +175,12 @@ class MyDNSServer(FakeServer):
             stamp = datetime.fromtimestamp(time.time(), UTC).strftime("%Y/%m/%d %H:%M:%S UTC")
             for term, value in (
                 ("MASTERID :", request.user or ""),
-                ("REMOTE ADDRESS:", self.peer(request)),
+                ("REMOTE ADDRESS:", self.peer(request) if self.show_remote else None),
                 ("ACCESS DAYTIME:", stamp),
                 ("SERVER ADDRESS:", self.host),
             ):
+                if value is None:
+                    continue
                 lines.append(f"<DT>{term}</DT><DD>{html.escape(value)}</DD>")
         page = (
             "<html>\n<head>\n<title>MyDNS.JP</title>\n"
