@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import time
@@ -336,3 +337,13 @@ def test_a_forced_sync_says_that_a_target_is_stopped(
     with caplog.at_level(logging.WARNING, logger="ddnsagent.sync"):
         sync(cfg)  # the schedule's own syncs stay quiet about it
     assert not any("not notified" in r.getMessage() for r in caplog.records)
+
+
+def test_new_keys_at_their_defaults_leave_the_fingerprint_alone(tmp_path: Path) -> None:
+    """An upgrade alone must not lift stops or resend every address."""
+    (settings,) = make_config(tmp_path, table("http://127.0.0.1:9/login.html")).providers
+    data = settings.fingerprint_data()
+    assert "bind_to_detected" not in data and "domain" not in data
+    changed = dataclasses.replace(settings, bind_to_detected=True, domain="example.mydns.jp")
+    assert "bind_to_detected=True" in changed.fingerprint_data()
+    assert "domain='example.mydns.jp'" in changed.fingerprint_data()

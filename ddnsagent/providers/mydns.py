@@ -26,6 +26,7 @@ import asyncio
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 import httpx
 
@@ -74,6 +75,14 @@ class Settings(Common):
     url_ipv6: str
     bind_to_detected: bool
     domain: str | None  # the domain registered to the MasterID (DOMAIN INFO), for acme-hook
+
+    # Added after a release: at their defaults they stay out of the fingerprint, so an upgrade
+    # neither resends every address nor lifts a stop.
+    LATER_KEYS: ClassVar[dict[str, object]] = {
+        **Common.LATER_KEYS,
+        "bind_to_detected": False,
+        "domain": None,
+    }
 
 
 def from_table(t: Table) -> Settings:
