@@ -231,3 +231,21 @@ def test_refusal_naming_neither_address_is_ignored(dual) -> None:  # type: ignor
     run(cfg, maillog, [refusal("2001:db8::99"), refusal("198.51.100.99")])
     assert Store.of(cfg.agent).load().relay.last_signal is None
     assert runs(tmp, "runs") == 0 and runs(tmp, "queue-runs") == 0
+
+
+def test_a_hard_bounce_from_the_relay_is_kept_for_the_doctor(world) -> None:  # type: ignore[no-untyped-def]
+    cfg, _dyn, maillog, _tmp = world
+    stamp = time.strftime("%b %d %H:%M:%S")
+    bounced = (
+        f"{stamp} myhost postfix/smtp[9856]: 3B2A9821F1: to=<me@example.com>, relay={AT}:587,"
+        " delay=1.7, delays=0.8/0.02/0.74/0.1, dsn=5.7.1, status=bounced (host"
+        f" {AT} said: 554 5.7.1 <me@example.com>: Relay access denied (in reply to RCPT TO"
+        " command))\n"
+    )
+    deferred = bounced.replace("dsn=5.7.1, status=bounced", "dsn=4.7.1, status=deferred")
+    run(cfg, maillog, [deferred])
+    assert Store.of(cfg.agent).load().relay.last_bounced is None  # a 4xx keeps the mail
+    run(cfg, maillog, [bounced])
+    kept = Store.of(cfg.agent).load().relay.last_bounced
+    assert kept is not None and kept.action == "relay_denied"
+    assert "554 5.7.1" in kept.reason and "3B2A9821F1" in kept.reason
