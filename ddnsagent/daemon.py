@@ -110,6 +110,9 @@ class Daemon:
     def backscatter(self, rate: int, limit: int) -> None:
         self.notifier.backscatter(rate, limit)
 
+    def relay_problem(self, kind: str, check: str, line: str) -> None:
+        self.notifier.relay_problem(kind, check, line)
+
     def reconnected(self, outcome: Any) -> None:
         self.metrics.observe_reconnect(metrics.reconnect_result(outcome))
         self.notifier.observe_reconnect(outcome)

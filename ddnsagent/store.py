@@ -163,6 +163,9 @@ class Relay:
     last_recovery: Recovery | None = None
     position: LogPosition | None = None
     bounce_rate: int = 0
+    # The last mail the relay refused for good (a 5xx, status=bounced): `doctor` points to
+    # soft_bounce. `action` is the kind of refusal, `reason` the log line's words.
+    last_bounced: RelaySignal | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -358,6 +361,7 @@ _RELAY_KEYS = (
     "last_recovery",
     "position",
     "bounce_rate",
+    "last_bounced",
 )
 
 
@@ -381,6 +385,10 @@ def _parse_relay(raw: Any, check: _Checker) -> Relay:
         spec = {"time": _NUMBER, "action": (str,), "reason": (str,)}
         f = check.record(obj["last_signal"], "relay.last_signal", spec)
         relay.last_signal = RelaySignal(**f) if f is not None else None
+    if obj.get("last_bounced") is not None:
+        spec = {"time": _NUMBER, "action": (str,), "reason": (str,)}
+        f = check.record(obj["last_bounced"], "relay.last_bounced", spec)
+        relay.last_bounced = RelaySignal(**f) if f is not None else None
     if obj.get("last_reconnect") is not None:
         spec = {
             "time": _NUMBER,
@@ -497,6 +505,8 @@ def _relay_json(r: Relay) -> dict[str, Any]:
         out["last_reconnect"] = _reconnect_json(r.last_reconnect)
     if r.last_recovery is not None:
         out["last_recovery"] = _recovery_json(r.last_recovery)
+    if r.last_bounced is not None:
+        out["last_bounced"] = _signal_json(r.last_bounced)
     if r.position is not None:
         p = r.position
         out["position"] = {"device": p.device, "inode": p.inode, "offset": p.offset, "path": p.path}

@@ -66,6 +66,7 @@ class SyncOptions:
     force: bool = False
     dry_run: bool = False
     addresses: dict[int, IPAddress] | None = None  # given by a hook instead of detecting
+    families: tuple[int, ...] | None = None  # send only these families (None: all)
 
 
 class Agent:
@@ -159,6 +160,8 @@ class Agent:
                 set(target.stopped_names),
             )
         for family in settings.families():
+            if options.families is not None and family not in options.families:
+                continue  # e.g. the relay refused our IPv6 address: only IPv6 is re-sent
             detection = report.detections.get(family)
             if detection is None:
                 continue  # the family is not detected at all: nothing to say

@@ -21,6 +21,7 @@ import pytest
 from ddnsagent import doctor
 from ddnsagent.config import AgentConfig, Config, DetectConfig
 from ddnsagent.doctor import STATUSES, Finding, Options
+from ddnsagent.doctor.bounce import check_soft_bounce, judge_soft_bounce
 from ddnsagent.doctor.domains import check_domains
 from ddnsagent.doctor.mx import judge_mx
 from ddnsagent.doctor.postfix import (
@@ -36,6 +37,7 @@ from ddnsagent.doctor.resolvconf import check_resolv_conf, judge_nameservers, na
 from ddnsagent.doctor.servers import Answer, Server, parse_server
 from ddnsagent.doctor.wildcard import judge_probe
 from ddnsagent.relay.settings import RelayConfig
+from ddnsagent.store import RelaySignal, Store
 from ddnsagent.zones.base import ZoneCommon
 from tests.doctor_servers import NAMED, Greeter, NamedServer, closed_port
 
@@ -652,7 +654,8 @@ def test_main_all_pass(tmp_path: Path, home: NamedServer) -> None:
         == f"pass  resolv.conf {tmp_path / 'resolv.conf'}: nameserver 127.0.0.1 is on this machine"
     )
     assert all(line.startswith("pass  ") for line in lines[:-1])
-    assert lines[-1] == "8 pass, 0 warn, 0 fail, 0 skip"
+    # 9: issue 12 item 5 added the soft_bounce hint (a pass while no mail has bounced)
+    assert lines[-1] == "9 pass, 0 warn, 0 fail, 0 skip"
     assert "fix:" not in text
 
 
@@ -704,3 +707,94 @@ def test_default_options_are_for_real_use() -> None:
     assert opts.relay_port is None
     assert opts.probe_label.startswith("ddnsagent-probe-")
     assert opts.probe_label != Options().probe_label
+
+
+# soft_bounce (issue 12 item 5) ------------------------------------------------------------------
+
+BOUNCED = RelaySignal(
+    1_800_000_000.0,
+    "relay_denied",
+    "postfix/smtp[9856]: 3B2A9821F1: host relay[192.0.2.30] said: 554 5.7.1 <me@example.com>: "
+    "Relay access denied (in reply to RCPT TO command)",
+)
+DEFAULTS = {"soft_bounce": "no", "smtp_sasl_auth_soft_bounce": "yes", "default_transport": "smtp"}
+
+
+def test_soft_bounce_off_is_a_hint_until_the_relay_bounces_mail() -> None:
+    [hint] = judge_soft_bounce(DEFAULTS, {}, None)
+    assert (hint.check, hint.subject, hint.status) == ("postfix", "soft_bounce", "pass")
+    assert "bounces the mail to its sender for good" in hint.message
+    assert "-o soft_bounce=yes" in hint.message and "senders are then not told" in hint.message
+    [warned] = judge_soft_bounce(DEFAULTS, {}, BOUNCED)
+    assert warned.status == "warn" and "Relay access denied" in warned.message
+    fix = warned.fix or ""
+    assert "-o soft_bounce=yes" in fix and "`smtp unix … smtp`" in fix
+    assert "soft_bounce = yes" in fix and "smtp_delivery_status_filter" in fix
+    assert "senders are not told" in fix and "maximal_queue_lifetime" in fix
+
+
+@pytest.mark.parametrize(
+    ("values", "overrides", "where"),
+    [
+        ({**DEFAULTS, "soft_bounce": "yes"}, {}, "main.cf"),
+        (DEFAULTS, {"smtp/unix/soft_bounce": "yes"}, "smtp transport in master.cf"),
+        (
+            {**DEFAULTS, "default_transport": "relayout:[relay.example]:587"},
+            {"relayout/unix/soft_bounce": "yes"},
+            "relayout transport",
+        ),
+    ],
+)
+def test_soft_bounce_on(values: dict[str, str], overrides: dict[str, str], where: str) -> None:
+    [finding] = judge_soft_bounce(values, overrides, BOUNCED)
+    assert finding.status == "pass" and where in finding.message
+    assert "senders are not told" in finding.message  # the risk, said even when it is on
+
+
+def test_soft_bounce_on_another_transport_does_not_count() -> None:
+    [finding] = judge_soft_bounce(DEFAULTS, {"relay/unix/soft_bounce": "yes"}, BOUNCED)
+    assert finding.status == "warn"
+
+
+def test_sasl_soft_bounce_turned_off_is_warned() -> None:
+    found = judge_soft_bounce({**DEFAULTS, "smtp_sasl_auth_soft_bounce": "no"}, {}, None)
+    assert [(f.subject, f.status) for f in found] == [
+        ("soft_bounce", "pass"),
+        ("smtp_sasl_auth_soft_bounce", "warn"),
+    ]
+
+
+@needs_postconf
+def test_soft_bounce_asked_of_real_postconf(tmp_path: Path) -> None:
+    d = postfix_dir(tmp_path, AFTER)
+    assert POSTCONF is not None
+    postconf = (POSTCONF, "-c", str(d))
+    [finding] = check_soft_bounce(postconf, 10.0, BOUNCED)
+    assert finding.status == "warn"
+    # The fix's master.cf form, as written, is what postconf -P reports and the check accepts.
+    (d / "master.cf").write_text(
+        "smtp      unix  -       -       n       -       -       smtp\n  -o soft_bounce=yes\n"
+    )
+    [finding] = check_soft_bounce(postconf, 10.0, BOUNCED)
+    assert finding.status == "pass" and "master.cf" in finding.message
+
+
+def test_soft_bounce_says_nothing_without_postfix(tmp_path: Path) -> None:
+    assert check_soft_bounce((str(tmp_path / "no-postconf"),), 5.0, BOUNCED) == []
+
+
+@needs_postconf
+def test_doctor_warns_when_the_watchdog_saw_a_hard_bounce(tmp_path: Path) -> None:
+    """The watchdog records the relay's last 5xx bounce in the state; the doctor reads it."""
+    assert POSTCONF is not None
+    cfg = config(tmp_path, relay="127.0.0.1")
+    with Store.of(cfg.agent).edit() as state:
+        state.relay.last_bounced = BOUNCED
+    opts = options(
+        tmp_path,
+        resolver="127.0.0.1:9",
+        postconf=(POSTCONF, "-c", str(postfix_dir(tmp_path, AFTER))),
+        relay_port=closed_port(),
+    )
+    [finding] = [f for f in doctor.run(cfg, opts) if f.subject == "soft_bounce"]
+    assert finding.status == "warn" and "554 5.7.1" in finding.message

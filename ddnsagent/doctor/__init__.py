@@ -14,7 +14,8 @@ So the doctor asks, without changing anything:
 2. `wildcard`: does a random name under each managed domain get NXDOMAIN — from the local zone
    server, from the resolver Postfix uses, and from public resolvers (when reachable)?
 3. `mx`: is there an MX at the apex, and none at the random name or at other managed names?
-4. `postfix`: are the three restrictions in place (`postconf`)?
+4. `postfix`: are the three restrictions in place (`postconf`)? Does a 5xx from the relay
+   bounce mail for good (`soft_bounce`)? Warned when the watchdog saw the relay do so.
 5. `relay`: does the submission relay accept a TCP connection and greet?
 
 Each finding is pass, warn, fail or skip, with the fix. The exit code is 0 when nothing warns
@@ -31,6 +32,7 @@ import json
 from typing import TextIO
 
 from ddnsagent.config import Config
+from ddnsagent.doctor.bounce import check_soft_bounce
 from ddnsagent.doctor.domains import check_domains
 from ddnsagent.doctor.finding import STATUSES, Finding, Status
 from ddnsagent.doctor.options import Options
@@ -38,6 +40,8 @@ from ddnsagent.doctor.postfix import check_postfix
 from ddnsagent.doctor.relay import check_relay
 from ddnsagent.doctor.report import as_dict, exit_code, print_findings
 from ddnsagent.doctor.resolvconf import check_resolv_conf
+from ddnsagent.errors import DdnsagentError
+from ddnsagent.store import RelaySignal, Store
 
 __all__ = [
     "STATUSES",
@@ -67,5 +71,16 @@ def run(cfg: Config, options: Options) -> list[Finding]:
     findings = check_resolv_conf(options.resolv_conf, options.postfix_resolv_conf)
     findings += check_domains(cfg, options)
     findings += check_postfix(options.postconf, options.command_timeout, cfg.relay is not None)
+    findings += check_soft_bounce(options.postconf, options.command_timeout, _last_bounced(cfg))
     findings += check_relay(cfg, options)
     return findings
+
+
+def _last_bounced(cfg: Config) -> RelaySignal | None:
+    """The last mail the relay watchdog saw the relay refuse for good (from the state)."""
+    if cfg.relay is None:
+        return None
+    try:
+        return Store.of(cfg.agent).load().relay.last_bounced
+    except (DdnsagentError, OSError):
+        return None  # the state is the status command's business; the check still runs

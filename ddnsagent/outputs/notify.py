@@ -119,6 +119,16 @@ class Notifier:
             "warning",
         )
 
+    def relay_problem(self, kind: str, check: str, line: str) -> None:
+        """The relay refuses us for a reason a reconnect does not cure (relay/decide.CHECK):
+        once per episode, as the watchdog warns."""
+        self.event(
+            "relay",
+            f"{self.host}: the relay refuses our mail ({kind.replace('_', ' ')})",
+            f"{check}.\nThe mail log said: {line}",
+            "failure",
+        )
+
     # -- the end
 
     def close(self, timeout: float = 0.0) -> bool:

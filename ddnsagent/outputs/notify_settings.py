@@ -15,8 +15,9 @@ from ddnsagent.table import Table
 
 # What is worth a message: `address` (the WAN address changed), `stopped` (a target stopped on a
 # fatal answer and needs you), `reconnect` (a reconnect ran for a new address), `backscatter`
-# (this server generated too many bounces in an hour).
-EVENTS = ("address", "stopped", "reconnect", "backscatter")
+# (this server generated too many bounces in an hour), `relay` (the relay refuses us for a reason
+# a new address does not cure: TLS, SASL login).
+EVENTS = ("address", "stopped", "reconnect", "backscatter", "relay")
 INSTALL_HINT = "pip install 'ddnsagent[notify]'"
 DEFAULT_TIMEOUT = 10.0
 

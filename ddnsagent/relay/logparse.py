@@ -67,7 +67,15 @@ class EventKind(enum.StrEnum):
     CONNECT_FAILED = "connect_failed"
     """No SMTP conversation with the relay: timed out, refused, lost connection."""
     RELAY_DENIED = "relay_denied"
-    """The relay answered 5xx "Relay access denied": it no longer recognises our address."""
+    """The relay answered "Relay access denied" (454 or 554) or "Client host rejected: Access
+    denied": it no longer recognises our address."""
+    TLS_FAILED = "tls_failed"
+    """"Cannot start TLS: handshake failure": the relay offered STARTTLS, the handshake failed."""
+    TLS_NOT_OFFERED = "tls_not_offered"
+    """"TLS is required, but was not offered by host …": our smtp_tls_security_level demands
+    TLS and the relay did not announce STARTTLS."""
+    SASL_FAILED = "sasl_failed"
+    """"SASL authentication failed; server … said: 535 …": the relay refused our login."""
     SENT = "sent"
     """A message went out through the relay: the relay accepts us again."""
     BOUNCE_GENERATED = "bounce_generated"
@@ -103,9 +111,14 @@ class RelayEvent:
     reply: str | None = None
     """The relay's SMTP reply, code and text, without "(in reply to … command)"."""
     limited_ip: str | None = None
-    """RATE_LIMITED: the client the relay says sent too much — our WAN address as it saw it."""
+    """RATE_LIMITED: the client the relay says sent too much — our WAN address as it saw it;
+    RELAY_DENIED: the client a "Client host rejected" names (``<name[address]>``), if any."""
     notice_queue_id: str | None = None
     """BOUNCE_GENERATED: queue id of the notification message."""
+    echo: bool = False
+    """The reason starts "delivery temporarily suspended:": qmgr (Postfix < 3.0: postfix/qmgr,
+    later postfix/error) repeats a failure it cached for the destination, with delays=…/0/0 —
+    no connection was tried for this record."""
 
 
 def compile_rate_patterns(patterns: Iterable[str]) -> tuple[re.Pattern[str], ...]:
@@ -206,7 +219,33 @@ _LOST = re.compile(
     rf"(?:lost connection|conversation) with {_NAME_ADDR}(?: timed out)? while [^()]+", _A
 )
 _SERVER_REFUSED = "server refused to talk to me: "
-_RELAY_DENIED = re.compile(r"5\d\d[ -](?:5\.7\.1 )?(?:.*[:;] ?)?Relay access denied\.?", _A | re.I)
+# "Relay access denied" comes from reject_unauth_destination (554, relay_domains_reject_code) and
+# from defer_unauth_destination (454 4.7.1), which ends the default smtpd_relay_restrictions
+# since Postfix 2.10 (postconf(5): smtpd_relay_restrictions, defer_unauth_destination; seen from
+# Postfix 3.7 in tests/e2e/test_relay_logs_e2e.py). "Client host rejected: Access denied" is an
+# access(5) REJECT/DEFER on the client (check_client_access), 4xx or 5xx, naming it as
+# <name[address]>.
+_RELAY_DENIED = re.compile(
+    r"[45]\d\d[ -](?:[45]\.7\.1 )?(?:.*[:;] ?)?"
+    r"(?:Relay access denied|Client host rejected: Access denied)\.?",
+    _A | re.I,
+)
+_CLIENT_NAMED = re.compile(
+    r"[45]\d\d[ -](?:[45]\.\d{1,3}\.\d{1,3} )?<[^\s<>\[\]]{1,255}\[(?P<ip>[0-9A-Fa-f:.]{2,45})\]>: "
+    r"Client host rejected: ",
+    _A | re.I,
+)
+# Failures of the session the relay's address cannot cure (smtp_proto.c and smtp_sasl_glue.c
+# wordings, seen from Postfix 3.7 in tests/e2e/test_relay_logs_e2e.py). The handshake failure
+# names no host: the record's relay= field says whom it was with.
+_TLS_FAILED = "Cannot start TLS: handshake failure"
+_TLS_NOT_OFFERED = re.compile(rf"TLS is required, but was not offered by host {_NAME_ADDR}", _A)
+_SASL_FAILED = re.compile(
+    rf"SASL authentication failed; server {_NAME_ADDR} said: (?P<said>[45]\d\d[ -].*)", _A
+)
+# "lost connection with … while sending end of data" (and the body, and DATA) happens after
+# the relay accepted us: a delivery problem, not a refused connection.
+_DATA_PHASE = (" while sending message body", " while sending end of data", " while sending DATA")
 _MIN_MASKED = 8
 _RELAY_FIELD = re.compile(rf"{_NAME_ADDR}(?::(?P<port>\d{{1,5}}))?", _A)
 
@@ -530,6 +569,7 @@ class _Signal:
     limited_ip: str | None = None
     port: int | None = None
     unanswered: bool = False  # no TCP connection at all: timed out, refused, unreachable
+    hostless: bool = False  # the reason names no host: the record's relay= field must
 
 
 def _split_record(message: str) -> _Record | None:
@@ -607,6 +647,10 @@ def _delivery(
         signal = _Signal(EventKind.SENT, field["name"], field["ip"])
     else:
         signal = _failure(record.reason, record.recipients, relay, patterns)
+    if signal is not None and signal.hostless:
+        if field is None:
+            return None  # an echo with relay=none: whose handshake it was is not said
+        signal = dataclasses.replace(signal, name=field["name"], ip=field["ip"])
     if signal is None:
         return None
     if field is not None and (field["name"].lower(), field["ip"]) != (
@@ -633,6 +677,7 @@ def _delivery(
         reason=record.reason,
         reply=signal.reply,
         limited_ip=signal.limited_ip,
+        echo=record.reason.startswith(_SUSPENDED),
     )
 
 
@@ -664,7 +709,16 @@ def _failure(
         return _Signal(EventKind.CONNECT_FAILED, m["name"], m["ip"], port=port, unanswered=True)
 
     if (m := _LOST.fullmatch(reason)) and _is_relay(relay, m["name"], m["ip"]):
+        if any(phase in reason for phase in _DATA_PHASE):
+            return None
         return _Signal(EventKind.CONNECT_FAILED, m["name"], m["ip"])
+
+    if reason == _TLS_FAILED:
+        return _Signal(EventKind.TLS_FAILED, "", "", hostless=True)
+    if (m := _TLS_NOT_OFFERED.fullmatch(reason)) and _is_relay(relay, m["name"], m["ip"]):
+        return _Signal(EventKind.TLS_NOT_OFFERED, m["name"], m["ip"])
+    if (m := _SASL_FAILED.fullmatch(reason)) and _is_relay(relay, m["name"], m["ip"]):
+        return _Signal(EventKind.SASL_FAILED, m["name"], m["ip"], m["said"])
     return None
 
 
@@ -689,7 +743,9 @@ def _classify_reply(
             limited_ip = _ip(named.strip("[].")) if named else None
             return _Signal(EventKind.RATE_LIMITED, name, ip, reply, limited_ip)
     if _RELAY_DENIED.fullmatch(text):
-        return _Signal(EventKind.RELAY_DENIED, name, ip, reply)
+        named = _CLIENT_NAMED.match(text)
+        client = _ip(named["ip"]) if named else None
+        return _Signal(EventKind.RELAY_DENIED, name, ip, reply, client)
     if otherwise is not None:
         return _Signal(otherwise, name, ip, reply)
     return None
@@ -757,7 +813,7 @@ def parse_queue_json(
         if len(reason) > _MAX_LINE_CHARS or "\n" in reason or "\r" in reason:
             continue
         signal = _failure(reason, (address,), relay, patterns)
-        if signal is None:
+        if signal is None or signal.hostless:
             continue
         found.append(
             QueuedFailure(

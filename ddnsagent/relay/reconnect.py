@@ -107,10 +107,13 @@ async def reconnect(agent: Agent, reason: str, ignore_cooldown: bool = False) ->
         lock.release()
 
 
-async def renotify(agent: Agent, reason: str) -> None:
-    """The relay does not know our address: tell the providers again, then flush."""
-    log.warning("re-notifying the providers (%s)", reason)
-    await agent.sync(SyncOptions(reason="relay-denied", force=True))
+async def renotify(agent: Agent, reason: str, family: int | None = None) -> None:
+    """The relay does not know our address: tell the providers again (only `family`'s when
+    given), then flush."""
+    which = f"IPv{family} " if family is not None else ""
+    log.warning("re-notifying the %sproviders (%s)", which, reason)
+    families = (family,) if family is not None else None
+    await agent.sync(SyncOptions(reason="relay-denied", force=True, families=families))
     await flush_queue(agent.config)
 
 

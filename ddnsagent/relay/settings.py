@@ -29,6 +29,9 @@ class RelayConfig:
     )
     queue: tuple[str, ...] = ("postqueue", "-j")  # lists the queue as JSON: confirms a block
     postfix_user: str = "postfix"  # journald records count from this user or Postfix's unit
+    # A refusal naming our IPv6 address re-notifies the IPv6 providers; reconnect only when a
+    # reconnect renews IPv6 too (not on FLET'S, where IPv6 comes over IPoE beside PPPoE).
+    reconnect_on_ipv6: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ def parse_relay(t: Table) -> RelayConfig:
         journal_identifiers=argv(t, "journal_identifiers", RelayConfig.journal_identifiers),
         queue=_queue(t),
         postfix_user=_postfix_user(t),
+        reconnect_on_ipv6=t.boolean("reconnect_on_ipv6", False),
     )
     t.finish()
     return cfg

@@ -10,6 +10,9 @@ own (if it connects, it is not a block). The queue is read at most once per `CHE
 claim nothing confirms is named in one warning (at most one per `WARN_EVERY`). A re-notify is
 harmless and may follow a line alone, at most once per `RENOTIFY_EVERY`. In journald mode only
 records journald attributes to Postfix's unit or user count at all.
+
+Failures no new address cures (TLS, SASL) are named in one warning per episode, recorded as the
+last signal for `status` and sent as a `relay` notification; they start nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ddnsagent.errors import DdnsagentError
-from ddnsagent.relay.decide import Decider, Decision, backing
+from ddnsagent.relay.decide import Decider, Decision, backing, claim
 from ddnsagent.relay.logparse import (
     DEFAULT_RATE_PATTERNS,
     QueuedFailure,
@@ -55,6 +58,8 @@ PROBE_TIMEOUT = 10.0  # our own connection attempt to the relay
 MAX_PROBES = 2  # distinct relay addresses tried
 WARN_EVERY = 600.0  # one warning of a kind per this many seconds
 RENOTIFY_EVERY = 600.0  # a re-notify on a log line alone at most this often
+BOUNCED_SAVE_EVERY = 60.0  # the last hard bounce is written to the state at most this often
+IPV6 = 6
 
 
 class RelayWatch:
@@ -68,8 +73,10 @@ class RelayWatch:
         self.events = events  # the daemon: relay_signal(), backscatter(), reconnected()
         relay = cfg.relay
         self.patterns = DEFAULT_RATE_PATTERNS + compile_rate_patterns(relay.patterns)
-        self.decider = Decider(relay.threshold, relay.window, relay.settle)
+        self.decider = Decider(relay.threshold, relay.window, relay.settle, relay.reconnect_on_ipv6)
         self.action: asyncio.Task[None] | None = None
+        self._notes: set[asyncio.Task[None]] = set()  # state writes that start nothing
+        self._bounced_saved = -BOUNCED_SAVE_EVERY  # monotonic time of the last write
         self._last_warned_rate = 0.0
         self._next_check = 0.0  # monotonic: when the queue may be read again
         self._renotified: tuple[float, float] | None = None  # (monotonic, wall) of the last
@@ -141,9 +148,19 @@ class RelayWatch:
         if self.events is not None:
             self.events.relay_signal(event.kind.value)
         now = time.time()
-        decision = self.decider.observe(event, self.agent.known_address(FAMILY), now)
+        current6 = None
+        if event.limited_ip is not None and ":" in event.limited_ip:
+            current6 = self.agent.known_address(IPV6)  # only asked when the line names one
+        decision = self.decider.observe(
+            event, self.agent.known_address(FAMILY), now, current6=current6
+        )
         self._check_bounces(now)
+        if event.status == "bounced" and (event.dsn or "").startswith("5"):
+            self._note_bounced(event, now)
         if decision is None:
+            return
+        if decision.action == "warn":
+            self._warn_problem(decision)
             return
         if decision.action == "recovered":
             log.warning("relay recovered after %.1fs: %s", decision.duration, decision.reason)
@@ -160,6 +177,41 @@ class RelayWatch:
     def _spawn(self, coro: Any) -> None:
         self.action = asyncio.ensure_future(coro)
 
+    def _note(self, coro: Any) -> None:
+        """A state write beside whatever recovery runs; kept until done."""
+        task = asyncio.ensure_future(coro)
+        self._notes.add(task)
+        task.add_done_callback(self._notes.discard)
+
+    def _warn_problem(self, decision: Decision) -> None:
+        """A failure no reconnect cures: say what to check, once per episode (the decider
+        keeps the count), show it in `status`, and notify."""
+        kind = decision.signal.value if decision.signal is not None else "relay"
+        log.warning("relay: %s (%s)", decision.reason, decision.claim)
+        if self.events is not None and hasattr(self.events, "relay_problem"):
+            self.events.relay_problem(kind, decision.reason, decision.claim)
+        self._note(self._record_signal(RelaySignal(decision.at, kind, decision.reason)))
+
+    def _note_bounced(self, event: RelayEvent, now: float) -> None:
+        """The relay refused mail for good: `doctor` then points to soft_bounce."""
+        if time.monotonic() - self._bounced_saved < BOUNCED_SAVE_EVERY:
+            return
+        self._bounced_saved = time.monotonic()
+        record = RelaySignal(now, event.kind.value, claim(event))
+
+        async def save() -> None:
+            async with Store.of(self.cfg.agent).edit_async() as state:
+                state.relay.last_bounced = record
+
+        self._note(save())
+
+    async def _record_signal(self, signal: RelaySignal) -> None:
+        try:
+            async with Store.of(self.cfg.agent).edit_async() as state:
+                state.relay.last_signal = signal
+        except DdnsagentError as exc:
+            log.error("relay watchdog: cannot record the signal: %s", exc)
+
     async def _act(self, decision: Decision) -> None:
         try:
             if decision.action == "renotify" and self._renotified is not None:
@@ -171,12 +223,15 @@ class RelayWatch:
             if decision.action == "reconnect" and not await self._confirmed(decision):
                 self.decider.dismissed()
                 return
+            action = decision.action
+            if decision.family == IPV6:
+                action += "-ipv6"  # `status` tells an IPv6 refusal from the usual kind
             async with Store.of(self.cfg.agent).edit_async() as state:
-                state.relay.last_signal = RelaySignal(decision.at, decision.action, decision.reason)
+                state.relay.last_signal = RelaySignal(decision.at, action, decision.reason)
             self.decider.acted(decision.action, time.time())
             if decision.action == "renotify":
                 self._renotified = (time.monotonic(), time.time())
-                await renotify(self.agent, decision.reason)
+                await renotify(self.agent, decision.reason, decision.family)
             else:
                 outcome = await reconnect(self.agent, decision.reason)
                 if self.events is not None:
@@ -208,7 +263,10 @@ class RelayWatch:
                 reading.problem,
             )
             return False
-        outright, unanswered = backing(decision, reading.failures, self.agent.known_address(FAMILY))
+        current6 = self.agent.known_address(IPV6) if relay.reconnect_on_ipv6 else None
+        outright, unanswered = backing(
+            decision, reading.failures, self.agent.known_address(FAMILY), current6
+        )
         if outright is not None:
             log.warning("relay: the queue confirms it: %s", _queued(outright))
             return True

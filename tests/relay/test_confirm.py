@@ -397,7 +397,8 @@ def test_unanswered_connections_confirmed_by_our_own_failure(world, closed: int)
     cfg, _dyn, maillog, tmp = world
     reason = f"connect to {RELAY}[127.0.0.1]:{closed}: Connection timed out"
     (tmp / "queue.json").write_text(queued(reason, reason))
-    lines = [timeout_line(closed, ip="127.0.0.1")] * 2
+    # Two attempts (two messages); one attempt's records for several recipients count once.
+    lines = [timeout_line(closed, qid=qid, ip="127.0.0.1") for qid in ("03866F775", "03866F776")]
     run_watch(cfg, maillog, lines, until=lambda: runs(tmp, "flushes") == 1)
     assert runs(tmp, "runs") == 1
 
@@ -407,7 +408,8 @@ def test_unanswered_connections_but_the_relay_answers_us(world, caplog, listenin
     cfg, _dyn, maillog, tmp = world
     reason = f"connect to {RELAY}[127.0.0.1]:{listening}: Connection timed out"
     (tmp / "queue.json").write_text(queued(reason))
-    run_watch(cfg, maillog, [timeout_line(listening, ip="127.0.0.1")] * 2)
+    lines = [timeout_line(listening, qid=q, ip="127.0.0.1") for q in ("03866F775", "03866F776")]
+    run_watch(cfg, maillog, lines)
     assert runs(tmp, "runs") == 0
     (said,) = warnings(caplog, "accepts our connection")
     assert f"127.0.0.1 port {listening}" in said

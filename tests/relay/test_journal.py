@@ -77,8 +77,8 @@ def run_journal(
         watch._spawn = lambda coro: (decisions.append("acted"), coro.close())  # type: ignore[method-assign]
         original = watch.decider.observe
 
-        def observe(event, current, now=None):  # type: ignore[no-untyped-def]
-            decision = original(event, "203.0.113.7", now)
+        def observe(event, current, now=None, **kw):  # type: ignore[no-untyped-def]
+            decision = original(event, "203.0.113.7", now, **kw)
             if decision is not None:
                 decisions.append(decision.action)
             return decision

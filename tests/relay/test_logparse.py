@@ -195,8 +195,21 @@ SAMPLES = [
         {"kind": EventKind.CONNECT_FAILED, "relay_ip": "192.0.2.40", "dsn": "4.4.2"},
         id="lost-connection",
     ),
-    # Authentication trouble is not a sign of a refused address: no event.
-    pytest.param(SASL_FAILED, "smtp.example.com", None, id="sasl-failed"),
+    # Authentication trouble is not a sign of a refused address, but it needs the user: its
+    # own kind (issue 12 item 3), marked as qmgr's echo of a cached failure.
+    pytest.param(
+        SASL_FAILED,
+        "smtp.example.com",
+        {
+            "kind": EventKind.SASL_FAILED,
+            "service": "error",
+            "relay_name": "smtp.example.com",
+            "relay_ip": "192.0.2.50",
+            "reply": "535-5.7.1 Username and Password not accepted.",
+            "echo": True,
+        },
+        id="sasl-failed",
+    ),
     pytest.param(
         BOUNCE,
         RELAY,
@@ -828,3 +841,144 @@ def test_any_journal_record_is_safe(fields: dict[str, object], now: datetime) ->
     parse_journal_json(json.dumps(fields), RELAY)
     parse_journal_json(json.dumps({"_SYSTEMD_UNIT": "postfix.service", **fields}), RELAY)
     parse_line(INCIDENT_TOO_MUCH, RELAY, now=now)
+
+
+# --- issue 12: the relay path as Postfix 3.7 (Debian 12) writes it ---------------------------
+# Lines captured from the e2e lab (tests/e2e/test_relay_logs_e2e.py provokes each of them from a
+# real Postfix 3.7.11 and checks the parser on what it wrote); stamps and ids as logged there.
+
+LAB = "198.51.100.1"
+LAB_AT = "198.51.100.1[198.51.100.1]"
+DENIED_454 = (
+    "Nov 30 20:16:25 home postfix/smtp[27176]: CBB8F218385: to=<bob@remote.example>,"
+    f" relay={LAB_AT}:25, delay=0.08, delays=0.02/0.01/0.03/0.02, dsn=4.7.1, status=deferred"
+    f" (host {LAB_AT} said: 454 4.7.1 <bob@remote.example>: Relay access denied (in reply to"
+    " RCPT TO command))"
+)
+TLS_NOT_OFFERED = (
+    "Nov 30 20:16:43 home postfix/smtp[28208]: 0A9FC21A023: to=<bob@remote.example>,"
+    f" relay={LAB_AT}:25, delay=1, delays=0.02/1/0.02/0, dsn=4.7.4, status=deferred (TLS is"
+    f" required, but was not offered by host {LAB_AT})"
+)
+BARE_TIMEOUT = (
+    "Nov 30 20:17:47 home postfix/smtp[30850]: connect to 198.51.100.1[198.51.100.1]:587:"
+    " Connection timed out"
+)
+RECORD_TIMEOUT = (
+    "Nov 30 20:17:47 home postfix/smtp[30850]: 0831921A134: to=<bob@remote.example>, relay=none,"
+    " delay=5, delays=0.02/0.01/5/0, dsn=4.4.1, status=deferred (connect to"
+    f" {LAB_AT}:587: Connection timed out)"
+)
+ERROR_ECHO = (
+    "Nov 30 20:17:47 home postfix/error[31071]: 0BA2F21A060: to=<bob@remote.example>, relay=none,"
+    " delay=5, delays=0.01/5/0/0, dsn=4.4.1, status=deferred (delivery temporarily suspended:"
+    f" connect to {LAB_AT}:587: Connection timed out)"
+)
+
+
+def test_454_relay_access_denied_from_defer_unauth_destination() -> None:
+    event = parse_line(DENIED_454, LAB, now=NOW)
+    assert event is not None and event.kind is EventKind.RELAY_DENIED
+    assert event.reply == "454 4.7.1 <bob@remote.example>: Relay access denied"
+    assert event.limited_ip is None and not event.echo
+
+
+@pytest.mark.parametrize(
+    ("reply", "client"),
+    [
+        ("554 5.7.1 <unknown[198.51.100.7]>: Client host rejected: Access denied", "198.51.100.7"),
+        ("450 4.7.1 <unknown[198.51.100.7]>: Client host rejected: Access denied", "198.51.100.7"),
+        ("554 5.7.1 <h.example[2001:db8::7]>: Client host rejected: Access denied", "2001:db8::7"),
+        ("554 5.7.1 Relay access denied", None),
+        ("454 4.7.1 <bob@remote.example>: Relay access denied", None),
+    ],
+)
+def test_relay_denied_forms(reply: str, client: str | None) -> None:
+    line = DENIED_454.replace("454 4.7.1 <bob@remote.example>: Relay access denied", reply)
+    event = parse_line(line, LAB, now=NOW)
+    assert event is not None and event.kind is EventKind.RELAY_DENIED
+    assert event.limited_ip == client
+
+
+def test_relay_denied_as_qmgr_echo() -> None:
+    line = (
+        "Nov 30 20:16:26 home postfix/error[27200]: CF1DA2183A6: to=<carol@remote.example>,"
+        " relay=none, delay=1, delays=0.01/1/0/0, dsn=4.7.1, status=deferred (delivery"
+        f" temporarily suspended: host {LAB_AT} said: 454 4.7.1 <carol@remote.example>: Relay"
+        " access denied (in reply to RCPT TO command))"
+    )
+    event = parse_line(line, LAB, now=NOW)
+    assert event is not None and event.kind is EventKind.RELAY_DENIED and event.echo
+
+
+def test_tls_required_but_not_offered() -> None:
+    event = parse_line(TLS_NOT_OFFERED, LAB, now=NOW)
+    assert event is not None and event.kind is EventKind.TLS_NOT_OFFERED
+    assert (event.relay_ip, event.dsn) == (LAB, "4.7.4")
+    assert parse_line(TLS_NOT_OFFERED, "other.example.net", now=NOW) is None
+
+
+def test_tls_handshake_failure_takes_the_relay_from_the_record() -> None:
+    line = TLS_NOT_OFFERED.replace(
+        f"TLS is required, but was not offered by host {LAB_AT}",
+        "Cannot start TLS: handshake failure",
+    ).replace("dsn=4.7.4", "dsn=4.7.5")
+    event = parse_line(line, LAB, now=NOW)
+    assert event is not None and event.kind is EventKind.TLS_FAILED
+    assert (event.relay_name, event.relay_ip) == (LAB, LAB)
+    assert parse_line(line, "other.example.net", now=NOW) is None
+    # The echo has relay=none and names no host: whose handshake it was is not said.
+    echo = (
+        "Nov 30 20:16:44 home postfix/error[1]: 0D79F21A2E1: to=<x@example.org>, relay=none,"
+        " delay=1, delays=1/0/0/0, dsn=4.7.5, status=deferred (delivery temporarily suspended:"
+        " Cannot start TLS: handshake failure)"
+    )
+    assert parse_line(echo, LAB, now=NOW) is None
+
+
+def test_sasl_535_from_the_smtp_client() -> None:
+    line = TLS_NOT_OFFERED.replace(
+        f"TLS is required, but was not offered by host {LAB_AT}",
+        f"SASL authentication failed; server {LAB_AT} said: 535 5.7.8 Authentication"
+        " credentials invalid",
+    )
+    event = parse_line(line, LAB, now=NOW)
+    assert event is not None and event.kind is EventKind.SASL_FAILED and not event.echo
+    assert event.reply == "535 5.7.8 Authentication credentials invalid"
+    # Another server's refusal in our relay's record is not a record Postfix writes.
+    other = line.replace(f"server {LAB_AT}", "server mx.example.org[192.0.2.9]")
+    assert parse_line(other, LAB, now=NOW) is None
+
+
+def test_bare_connect_line_is_not_an_event() -> None:
+    """smtp writes it just before the record of the same attempt (same pid): the record is
+    the one event of that attempt."""
+    assert parse_line(BARE_TIMEOUT, LAB, now=NOW) is None
+    event = parse_line(RECORD_TIMEOUT, LAB, now=NOW)
+    assert event is not None and event.kind is EventKind.CONNECT_FAILED
+    assert event.pid == 30850 and not event.echo
+
+
+@pytest.mark.parametrize(
+    "line", [ERROR_ECHO, INCIDENT_SUSPENDED, ERROR_REFUSED], ids=["error-3.7", "qmgr", "error"]
+)
+def test_suspended_records_are_echoes(line: str) -> None:
+    relay = {ERROR_ECHO: LAB, INCIDENT_SUSPENDED: RELAY, ERROR_REFUSED: "relay.example.net"}
+    event = parse_line(line, relay[line], now=NOW)
+    assert event is not None and event.kind is EventKind.CONNECT_FAILED and event.echo
+
+
+@pytest.mark.parametrize(
+    ("phase", "counts"),
+    [
+        ("sending end of data -- message may be sent more than once", False),
+        ("sending message body", False),
+        ("sending DATA command", False),
+        ("receiving the initial server greeting", True),
+        ("performing the EHLO handshake", True),
+    ],
+)
+def test_lost_connection_counts_only_before_the_mail(phase: str, counts: bool) -> None:
+    line = LOST_CONNECTION.replace("receiving the initial server greeting", phase)
+    event = parse_line(line, "mail.example.co.uk", now=NOW)
+    assert (event is not None and event.kind is EventKind.CONNECT_FAILED) is counts
