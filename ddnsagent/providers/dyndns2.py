@@ -8,11 +8,9 @@ service is in trouble and asks for at least 30 minutes of quiet.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
-
-import httpx
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress
@@ -20,6 +18,9 @@ from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
 from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, register_basic_auth
 from ddnsagent.table import Table
+
+if TYPE_CHECKING:  # httpx (~50 ms) loads only when a request is made; see ddnsagent.http
+    import httpx
 
 TYPE = "dyndns2"
 KEYS = "server|preset, hostnames, username, password|password_file|password_env"
@@ -167,6 +168,8 @@ class Client:
         """One request per batch of 20 hostnames; batches go out concurrently, at most
         `PARALLEL_REQUESTS` at a time, so a long host list is quick without flooding the service.
         A fatal answer for any batch wins over passing trouble in another."""
+        import asyncio  # not at the top: reading the settings (status, check-config) needs none
+
         s = self.settings
         password = s.password.reveal()
         register_basic_auth(s.username, password)

@@ -24,9 +24,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ddnsagent.address import IPAddress
 from ddnsagent.durations import format_duration
@@ -34,6 +32,9 @@ from ddnsagent.errors import FatalAnswer, TransientError
 from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, check_private_file, redact
 from ddnsagent.table import Table
+
+if TYPE_CHECKING:  # httpx (~50 ms) loads only when a request is made; see ddnsagent.http
+    import httpx
 
 TYPE = "lexicon"
 KEYS = (

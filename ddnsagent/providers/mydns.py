@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress
@@ -18,6 +17,9 @@ from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
 from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, register_basic_auth
 from ddnsagent.table import Table
+
+if TYPE_CHECKING:  # httpx (~50 ms) loads only when a request is made; see ddnsagent.http
+    import httpx
 
 TYPE = "mydns"
 KEYS = "master_id, password|password_file|password_env, url_ipv4, url_ipv6"
