@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -219,6 +220,7 @@ def traced(venv: Path, syncs: int, env: dict[str, str], top: int) -> dict[str, o
     return {
         "modules in the daemon at the end": len(modules),
         "heavy modules in the daemon": [m for m in modules if m.split(".")[0] in HEAVY],
+        "modules by package": dict(Counter(m.split(".")[0] for m in modules).most_common(top * 2)),
         "syncs reached": f"{reached}/{syncs}",
         "traced total at the end (KiB)": round(sum(s.size for s in held) / 1024),
         "traced total after the first sync (KiB)": round(

@@ -181,3 +181,22 @@ def test_the_local_sync_does_load_the_sending_path(seed: Path) -> None:
     assert code != 0
     assert {"asyncio", "httpx", "ddnsagent.sync"} <= modules
     assert "rich" not in modules and "click" not in modules  # httpx's own CLI is never loaded
+
+
+def test_reading_any_plugin_loads_no_sending_code() -> None:
+    """config.py loads a plugin module (through the registries) to read its section: every
+    provider and zone type, loaded together, brings no sending or applying code with it."""
+    script = (
+        "import json, sys\n"
+        "from ddnsagent import providers\n"
+        "from ddnsagent.zones import registry\n"
+        "names = [providers.module(n).__name__ for n in providers.TYPES]\n"
+        "names += [registry.module(n).__name__ for n in registry.TYPES]\n"
+        "print(json.dumps({'loaded': names, 'modules': sorted(sys.modules)}))\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    out = json.loads(p.stdout)
+    assert len(out["loaded"]) >= 10 and "ddnsagent.providers.lexicon" in out["loaded"]
+    assert heavy(set(out["modules"])) == []

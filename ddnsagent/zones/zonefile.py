@@ -28,7 +28,6 @@ import os
 import pwd
 import shutil
 import stat
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -432,9 +431,12 @@ class Backend:
         """Run `check` on a private copy of exactly the bytes to be installed; its $INCLUDEs
         point at private copies of the included files as they were examined, so the checker
         never opens a name in a directory someone else may write."""
+        import tempfile
+
         import dns.name
 
-        from ddnsagent import process  # lazy: see above
+        # lazy: the editor, dnspython and the runner load at the first apply, not for status
+        from ddnsagent import process
         from ddnsagent.zones.edit import masterfile  # lazy: see above
 
         s = self.settings
@@ -616,7 +618,8 @@ def _shown_output(outcome: process.Outcome, has_includes: bool, quotable: bool) 
 def _serial_span(text: str, origin: str) -> tuple[int, int] | None:
     import dns.name
 
-    from ddnsagent.zones.edit import masterfile  # lazy: see above
+    # lazy: the scanner (dnspython) loads at the first apply, not for status
+    from ddnsagent.zones.edit import masterfile
 
     scan = masterfile.scan(text, dns.name.from_text(origin), frozenset())
     if len(scan.soa) != 1:
