@@ -133,6 +133,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         code = _notify_through_daemon(args, path, agent, detect)
         if code is not None:
             return code
+    if args.command == "hook":
+        # Like notify-now: the running daemon syncs with its own configuration, so asking it
+        # needs [agent] and [detect] alone; the rest is read only when no daemon answers.
+        agent, detect = config.load_front(path)
+        logsetup.setup("debug" if agent.log_level == "debug" else "warning")
+        return _hook(args, path, agent, detect)
     cfg = config.load(path)
     level = cfg.agent.log_level
     if args.command != "run" and level != "debug":
@@ -163,8 +169,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ddnsagent import acme
 
         return acme.main(cfg, "auth" if args.auth else "cleanup", args.provider, wait=args.wait)
-    if args.command == "hook":
-        return _hook(args, cfg)
     raise AssertionError(args.command)
 
 
@@ -484,21 +488,21 @@ def _providers() -> int:
     return EXIT_OK
 
 
-def _hook(args: argparse.Namespace, cfg: Any) -> int:
+def _hook(args: argparse.Namespace, file: Path, agent: Any, detect: Any) -> int:
     """Sync for the address the system just got: through the daemon when one runs, else here.
 
     Bounded by --timeout, because pppd runs ip-up.d scripts one after the other and a dead
     provider must not hold back the link's other scripts (Debian's postfix flush among them).
+    Asking the daemon goes through the blocking control client: no asyncio, no httpx, no
+    provider or zone module, so the link's other scripts wait a few milliseconds, not 100.
     """
-    # lazy: the hook's modules and the orchestrator (~55 ms) only for `hook`; see _notify_now
-    import asyncio
-
-    from ddnsagent import control, hooks  # lazy: see above
+    # lazy: the hook's modules (~2 ms), for `hook` alone
+    from ddnsagent import ctlclient, hooks
     from ddnsagent.address import refusal  # lazy: see above
-    from ddnsagent.sync import Agent, SyncOptions  # lazy: see above
 
+    deadline = time.monotonic() + args.timeout
     event = hooks.from_environment(os.environ, args.args)
-    watched = {s.arg for f in (4, 6) for s in cfg.detect.sources(f) if s.kind == "interface"}
+    watched = {s.arg for f in (4, 6) for s in detect.sources(f) if s.kind == "interface"}
     if not event.relevant:
         print(f"hook: {event.caller} event without a new address; nothing to do")
         return EXIT_OK
@@ -507,7 +511,7 @@ def _hook(args: argparse.Namespace, cfg: Any) -> int:
         return EXIT_OK
     addresses: dict[int, Any] = {}
     for a in event.addresses:
-        if a.version not in addresses and refusal(a, cfg.detect.accept) is None:
+        if a.version not in addresses and refusal(a, detect.accept) is None:
             addresses[a.version] = a
     reason = f"hook {event.caller}"
     payload: dict[str, Any] = {
@@ -515,27 +519,47 @@ def _hook(args: argparse.Namespace, cfg: Any) -> int:
         "reason": reason,
         "addresses": {str(k): str(v) for k, v in addresses.items()} or None,
     }
-
-    async def go() -> tuple[str, int]:
-        path = cfg.agent.control_socket or control.default_socket_path()
-        answer = await control.request(path, payload, args.timeout)
-        if answer is not None:
-            if not answer.get("ok"):
-                return f"the daemon refused: {answer.get('error') or 'no reason given'}", EXIT_RETRY
-            code = int(answer.get("report", {}).get("exit_code", EXIT_RETRY))
-            return "the daemon synced", code
-        options = SyncOptions(reason=reason, addresses=addresses or None)
-        report = await Agent(cfg).sync(options)
-        return "synced (no daemon running)", report.exit_code
-
+    path = agent.control_socket or ctlclient.default_socket_path()
+    late = f"hook: no result within {args.timeout:g}s; the daemon goes on trying"
     try:
-        how, code = asyncio.run(asyncio.wait_for(go(), args.timeout))
-    except TimeoutError:
-        _err(f"hook: no result within {args.timeout:g}s; the daemon goes on trying")
+        answer = ctlclient.ask(path, payload, args.timeout)
+    except ctlclient.NoAnswer:
+        _err(late)
         return EXIT_RETRY
+    code: int | None
+    if answer is None:
+        how = "synced (no daemon running)"
+        code = _hook_here(file, reason, addresses, deadline - time.monotonic())
+        if code is None:
+            _err(late)
+            return EXIT_RETRY
+    elif not answer.get("ok"):
+        how, code = f"the daemon refused: {answer.get('error') or 'no reason given'}", EXIT_RETRY
+    else:
+        how = "the daemon synced"
+        code = int(answer.get("report", {}).get("exit_code", EXIT_RETRY))
     shown = ", ".join(str(a) for a in addresses.values()) or "detected address"
     print(f"hook {args.event} ({event.caller}, {event.interface or '?'}, {shown}): {how}")
     return code
+
+
+def _hook_here(file: Path, reason: str, addresses: dict[int, Any], seconds: float) -> int | None:
+    """The exit code of a sync in this process (no daemon answered); None past `seconds`."""
+    if seconds <= 0:
+        return None
+    # lazy: the whole configuration and the orchestrator (~55 ms), only when no daemon runs
+    import asyncio
+
+    from ddnsagent import config  # lazy: see above
+    from ddnsagent.sync import Agent, SyncOptions  # lazy: see above
+
+    cfg = config.load(file)
+    options = SyncOptions(reason=reason, addresses=addresses or None)
+    try:
+        report = asyncio.run(asyncio.wait_for(Agent(cfg).sync(options), seconds))
+    except TimeoutError:
+        return None
+    return report.exit_code
 
 
 def _reconnect(args: argparse.Namespace, cfg: Any) -> int:

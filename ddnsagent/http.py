@@ -3,21 +3,40 @@
 MyDNS and the echo services learn our address from the connection itself, so a request about
 IPv4 must leave over IPv4 and one about IPv6 over IPv6: the transport is bound to the family's
 wildcard local address, which makes the connection fail instead of silently using the other family.
+
+httpx (~50 ms, several MiB) is imported when the first client is made, not with this module: the
+provider modules import this one to read their settings, and `status` or `check-config` send
+nothing. The verifying TLS context (the CA bundle: ~30 ms) is built on the first https request,
+once per process; plain-http targets (a loopback test server, a LAN router) never build it.
 """
 
 from __future__ import annotations
 
 import functools
 import socket
-import ssl
+import sys
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ddnsagent import USER_AGENT
 from ddnsagent.errors import HTTPFailure
 
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Callable
+
+    import httpx
+
 MAX_BODY = 64 * 1024
+
+
+def _before_httpx() -> None:
+    """Called before httpx is first imported. Its package imports its own command-line tool
+    (`httpx._main`: click, rich, pygments — ~40 ms and ~6 MiB) whenever those happen to be
+    installed; we never run that tool, so its import fails here the way httpx expects when they
+    are missing (`httpx.main` then only says how to install it)."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -30,7 +49,49 @@ class Answer:
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     """One verifying TLS context per process: loading the CA bundle costs ~30 ms each time."""
+    _before_httpx()
+    import httpx
+
     return httpx.create_ssl_context()
+
+
+@functools.cache
+def _plain_context() -> ssl.SSLContext:
+    """What the plain-http pool is given because httpx's transport insists on a context: a bare
+    one (no CA bundle, ~0.1 ms) that no connection ever uses, as that pool sees only http://."""
+    _before_httpx()
+    import httpx
+
+    return httpx.create_ssl_context(verify=False)
+
+
+@functools.cache
+def _transport_class() -> Callable[[str | None], httpx.AsyncBaseTransport]:
+    _before_httpx()
+    import httpx
+
+    class Transport(httpx.AsyncBaseTransport):
+        """Two connection pools behind one client, made on first use: one for http:// and one
+        for https://, so that only an https request builds (or reuses) the TLS context."""
+
+        def __init__(self, local_address: str | None) -> None:
+            self._local = local_address
+            self._pools: dict[bool, Any] = {}
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            tls = request.url.scheme == "https"
+            pool = self._pools.get(tls)
+            if pool is None:
+                verify = _tls_context() if tls else _plain_context()
+                pool = httpx.AsyncHTTPTransport(local_address=self._local, retries=0, verify=verify)
+                self._pools[tls] = pool
+            return await pool.handle_async_request(request)
+
+        async def aclose(self) -> None:
+            for pool in self._pools.values():
+                await pool.aclose()
+
+    return Transport
 
 
 def client(
@@ -45,8 +106,11 @@ def client(
 
     Compressed answers are declined so that the size cap bounds memory, not just the wire.
     """
+    _before_httpx()
+    import httpx
+
     local = local_address or ({4: "0.0.0.0", 6: "::"}.get(family) if family else None)
-    transport = httpx.AsyncHTTPTransport(local_address=local, retries=0, verify=_tls_context())
+    transport = _transport_class()(local)
     return httpx.AsyncClient(
         transport=transport,
         timeout=httpx.Timeout(timeout),
@@ -77,6 +141,8 @@ async def fetch(
     **kwargs: object,
 ) -> Answer:
     """One request; the body is read up to `limit` bytes and refused beyond it."""
+    import httpx  # already imported by client(), which made `http`
+
     try:
         async with http.stream(method, url, **kwargs) as response:  # type: ignore[arg-type]
             chunks: list[bytes] = []

@@ -17,7 +17,6 @@ The JSON keys are written here and nowhere else.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import fcntl
@@ -719,6 +718,8 @@ class Store:
     async def edit_async(self, *, save: bool = True) -> AsyncIterator[AgentState]:
         """`edit()` for the event loop: the wait for the lock happens in a thread."""
         lock = StateLock(self.directory, self.lock_timeout)
+        import asyncio  # not at the top: status and hooks read the state without a loop
+
         await asyncio.to_thread(lock.acquire)
         try:
             with self._editing_state(save) as state:

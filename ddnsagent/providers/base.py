@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, fields
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ddnsagent.address import IPAddress
@@ -153,6 +152,8 @@ def retry_after(value: str | None, default: float, now: float | None = None) -> 
     if text.isdigit():  # delta-seconds is digits only (RFC 9110): "-5" or "1.5" are not
         seconds = float(text)
     else:
+        from email.utils import parsedate_to_datetime  # ~6 ms; only for a dated Retry-After
+
         try:
             when = parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError, OverflowError):

@@ -27,9 +27,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress
@@ -38,6 +36,9 @@ from ddnsagent.names import is_name
 from ddnsagent.providers.base import Common, Provider, http_verdict, read_common, retry_after
 from ddnsagent.secrets import Secret, redact, register
 from ddnsagent.table import Table
+
+if TYPE_CHECKING:  # httpx (~50 ms) loads only when a request is made; see ddnsagent.http
+    import httpx
 
 log = logging.getLogger(__name__)
 

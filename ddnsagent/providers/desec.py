@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress
@@ -31,6 +30,9 @@ from ddnsagent.names import is_name
 from ddnsagent.providers.base import MAX_WAIT, Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, redact, register_basic_auth
 from ddnsagent.table import Table
+
+if TYPE_CHECKING:  # httpx (~50 ms) loads only when a request is made; see ddnsagent.http
+    import httpx
 
 TYPE = "desec"
 KEYS = "hostnames, token|token_file|token_env, url"

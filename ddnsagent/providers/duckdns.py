@@ -22,8 +22,7 @@ never contain it and `describe()` shows `***`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress
@@ -32,6 +31,9 @@ from ddnsagent.names import is_label
 from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, redact, register_query_value
 from ddnsagent.table import Table
+
+if TYPE_CHECKING:  # httpx (~50 ms) loads only when a request is made; see ddnsagent.http
+    import httpx
 
 TYPE = "duckdns"
 KEYS = "domains, token|token_file|token_env, url"

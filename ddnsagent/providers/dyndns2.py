@@ -12,12 +12,9 @@ Dyn replaces both records with what a request names, so an IPv4-only update dele
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import parse_qsl, urlsplit
-
-import httpx
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress
@@ -25,6 +22,9 @@ from ddnsagent.errors import FatalAnswer, HTTPFailure, TransientError
 from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, register_basic_auth
 from ddnsagent.table import Table
+
+if TYPE_CHECKING:  # httpx (~50 ms) loads only when a request is made; see ddnsagent.http
+    import httpx
 
 TYPE = "dyndns2"
 KEYS = "server|preset, hostnames, username, password|password_file|password_env, dual_stack"
@@ -312,6 +312,8 @@ class Client:
         """One request per batch of 20 hostnames; batches go out concurrently, at most
         `PARALLEL_REQUESTS` at a time, so a long host list is quick without flooding the service.
         A fatal answer for any batch wins over passing trouble in another."""
+        import asyncio  # not at the top: reading the settings (status, check-config) needs none
+
         s = self.settings
         self.name_stops = {}
         v4, v6 = self._pair(family, address)

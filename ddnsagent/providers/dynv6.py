@@ -20,8 +20,7 @@ The token is masked in logs as it is and as it looks percent-encoded in a URL.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress
@@ -30,6 +29,9 @@ from ddnsagent.names import is_name
 from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, redact, register_query_value
 from ddnsagent.table import Table
+
+if TYPE_CHECKING:  # httpx (~50 ms) loads only when a request is made; see ddnsagent.http
+    import httpx
 
 TYPE = "dynv6"
 KEYS = "zones, token|token_file|token_env, ipv6_prefix_length, url"

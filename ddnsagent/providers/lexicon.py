@@ -16,7 +16,6 @@ from the file (mode 0600), from environment variables (`credentials_env`) or fro
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import os
@@ -24,9 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ddnsagent.address import IPAddress
 from ddnsagent.durations import format_duration
@@ -34,6 +31,11 @@ from ddnsagent.errors import FatalAnswer, TransientError
 from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, check_private_file, redact
 from ddnsagent.table import Table
+
+if TYPE_CHECKING:  # httpx (~50 ms) loads only when a request is made; see ddnsagent.http
+    import asyncio
+
+    import httpx
 
 TYPE = "lexicon"
 KEYS = (
@@ -250,6 +252,8 @@ def _in_daemon_thread(
     lets the command line exit and the loop close without waiting for it (asyncio.to_thread's
     executor would be joined by asyncio.run).
     """
+    import asyncio  # not at the top: reading the settings (status, check-config) needs none
+
     loop = asyncio.get_running_loop()
     future: asyncio.Future[str] = loop.create_future()
 
@@ -289,6 +293,8 @@ class Client:
         return f"lexicon {s.provider}: set {rtype} of {names} (zone {s.domain}) to {address}"
 
     async def update(self, family: int, address: IPAddress, client: httpx.AsyncClient) -> str:
+        import asyncio  # not at the top: reading the settings (status, check-config) needs none
+
         s = self.settings
         credentials = {name: secret.reveal() for name, secret in s.credentials}
         rtype = "A" if family == 4 else "AAAA"

@@ -22,13 +22,10 @@ Two things the status cannot say are read from the body as well:
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import ClassVar
-
-import httpx
+from typing import TYPE_CHECKING, ClassVar
 
 from ddnsagent import http
 from ddnsagent.address import IPAddress
@@ -37,6 +34,9 @@ from ddnsagent.names import is_name
 from ddnsagent.providers.base import Common, Provider, http_verdict, read_common
 from ddnsagent.secrets import Secret, register_basic_auth
 from ddnsagent.table import Table
+
+if TYPE_CHECKING:  # httpx (~50 ms) loads only when a request is made; see ddnsagent.http
+    import httpx
 
 TYPE = "mydns"
 KEYS = (
@@ -227,7 +227,7 @@ class Client:
                         f"{LOGIN_ANSWERS} times in a row, on new connections",
                         exc.fix,
                     ) from None
-                await asyncio.sleep(LOGIN_PAUSE)
+                await _pause(LOGIN_PAUSE)
                 continue
             except TransientError as exc:
                 if answer_no > 1:  # the count restarts with the next sync
@@ -267,3 +267,9 @@ class Client:
 
 
 _: type[Provider] = Client
+
+
+async def _pause(seconds: float) -> None:
+    import asyncio  # not at the top: reading the settings (status, check-config) needs none
+
+    await asyncio.sleep(seconds)

@@ -9,12 +9,11 @@ retried. The protocol is the DNS client's, shared with the `rfc2136` zone backen
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dns.exception
 import dns.name
-import httpx
 
 from ddnsagent import dnsclient
 from ddnsagent.address import IPAddress
@@ -22,6 +21,9 @@ from ddnsagent.errors import FatalAnswer, TransientError, UpdateFailure
 from ddnsagent.providers.base import Common, Provider, read_common
 from ddnsagent.secrets import Secret
 from ddnsagent.table import Table
+
+if TYPE_CHECKING:  # httpx (~50 ms) loads only when a request is made; see ddnsagent.http
+    import httpx
 
 TYPE = "rfc2136"
 KEYS = (
@@ -97,6 +99,8 @@ class Client:
         )
 
     async def update(self, family: int, address: IPAddress, client: httpx.AsyncClient) -> str:
+        import asyncio  # not at the top: reading the settings (status, check-config) needs none
+
         return await asyncio.to_thread(self._send, family, address)
 
     def _send(self, family: int, address: IPAddress) -> str:

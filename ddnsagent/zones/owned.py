@@ -10,7 +10,6 @@ A family whose address is unknown this time keeps what the file held for it.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
 import re
@@ -166,6 +165,8 @@ class OwnedFile:
     async def write(self, text: str) -> None:
         """Atomically, mode 0644 so the server's own user can read it, no backup: a `.bak`
         beside it could be picked up by a directory include and serve stale addresses."""
+        import asyncio  # not at the top: check-config and status read only the settings
+
         try:
             await asyncio.to_thread(
                 atomic.replace,
@@ -214,6 +215,8 @@ async def check_served(
 ) -> None:
     """Ask `server` for every record held, until all answers match or `attempts` rounds are
     spent (a server may load a change a moment after being told to)."""
+    import asyncio  # not at the top: check-config and status read only the settings
+
     host, port = server
     pending = [
         (fqdn, family, {str(a) for a in addresses})

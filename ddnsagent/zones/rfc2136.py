@@ -8,7 +8,6 @@ update, asking the server back) is the DNS client's, shared with the `rfc2136` p
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import dns.name
@@ -70,6 +69,8 @@ class Backend:
         return f"UPDATE zone {s.zone} at {show_server(s.server)} ({signed}): replace {records}"
 
     async def apply(self, want: Desired) -> str:
+        import asyncio  # not at the top: check-config and status read only the settings
+
         return await asyncio.to_thread(self.apply_now, want)
 
     def apply_now(self, want: Desired) -> str:

@@ -43,7 +43,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ddnsagent import process
 from ddnsagent.errors import ZoneApplyError
 from ddnsagent.table import Table
 from ddnsagent.zones.base import Desired, ZoneBackend, ZoneCommon, read_common
@@ -175,6 +174,9 @@ class Backend:
         return done
 
     async def _control(self, command: str, lines: Iterable[str], done: str) -> None:
+        # lazy: the process runner loads asyncio (~15 ms); check-config and status need neither
+        from ddnsagent import process
+
         argv = [*self.settings.control, command]
         shown = " ".join(argv)
         later = "unbound serves the file's records from its next start or reload"

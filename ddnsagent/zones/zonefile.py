@@ -23,29 +23,28 @@ zone", and the previous file is put back and the freeze/thaw path taken.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import os
 import pwd
 import shutil
 import stat
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dns.name
-
-from ddnsagent import dnsclient, process
 from ddnsagent.address import IPAddress
 from ddnsagent.errors import UnsafeFile, ZoneApplyError, ZoneEditError, ZoneSyntaxError
 from ddnsagent.safefile import Directory
 from ddnsagent.table import Table
 from ddnsagent.zones.base import Desired, ZoneBackend, ZoneCommon, absolute_records, read_common
-from ddnsagent.zones.edit import atomic, masterfile
-from ddnsagent.zones.edit.editor import MAX_INCLUDED_BYTES, Validation, edit_zone
-from ddnsagent.zones.edit.includes import IncludeReader
 from ddnsagent.zones.edit.serial import SERIAL_POLICIES, SerialPolicy, next_serial
+
+if TYPE_CHECKING:  # loaded by the apply itself: check-config and status read only the settings
+    from ddnsagent import dnsclient, process
+    from ddnsagent.zones.edit import atomic
+    from ddnsagent.zones.edit.editor import Validation
+    from ddnsagent.zones.edit.includes import IncludeReader
 
 TYPE = "zonefile"
 KEYS = (
@@ -191,6 +190,9 @@ class Backend:
         self.settings = settings
 
     def describe(self, want: Desired) -> str:
+        # lazy: the editor, dnspython and the runner load at the first apply, not for status
+        from ddnsagent import dnsclient
+
         s = self.settings
         records = dnsclient.show_records(absolute_records(s, want))
         steps = [f"edit {s.path}: {records}"]
@@ -202,6 +204,8 @@ class Backend:
         return "; ".join(steps)
 
     async def apply(self, want: Desired) -> str:
+        import asyncio  # not at the top: status and check-config read only the settings
+
         return await asyncio.to_thread(self.apply_now, want)
 
     def apply_now(self, want: Desired) -> str:
@@ -231,6 +235,9 @@ class Backend:
             raise ZoneApplyError(f"{exc}; {s.path} was not touched") from None
 
     def _dynamic_update(self, zone: _ZoneFile, want: Desired, groups: Groups, why: str) -> str:
+        # lazy: the editor, dnspython and the runner load at the first apply, not for status
+        from ddnsagent import process
+
         s = self.settings
         if s.dynamic == "refuse":
             raise ZoneApplyError(
@@ -299,6 +306,12 @@ class Backend:
         verb: str,
         dynamic: bool,
     ) -> str:
+        # lazy: the editor, dnspython and the runner load at the first apply, not for status
+        from ddnsagent import process
+        from ddnsagent.zones.edit import atomic  # lazy: see above
+        from ddnsagent.zones.edit.editor import MAX_INCLUDED_BYTES  # lazy: see above
+        from ddnsagent.zones.edit.includes import IncludeReader  # lazy: see above
+
         s = self.settings
         path = Path(s.path)
         old = zone.read()
@@ -365,6 +378,9 @@ class Backend:
         edit_zone takes one address set per call, so names with different sets (LAN hosts)
         are edited one call after another; the serial then advances once, not per call.
         """
+        # lazy: the editor, dnspython and the runner load at the first apply, not for status
+        from ddnsagent.zones.edit.editor import edit_zone
+
         s = self.settings
         validate: Validation = "full" if text.count("\n") <= FULL_VALIDATION_MAX_LINES else "scan"
         today, now = datetime.date.today(), int(time.time())
@@ -415,6 +431,14 @@ class Backend:
         """Run `check` on a private copy of exactly the bytes to be installed; its $INCLUDEs
         point at private copies of the included files as they were examined, so the checker
         never opens a name in a directory someone else may write."""
+        import tempfile
+
+        import dns.name
+
+        # lazy: the editor, dnspython and the runner load at the first apply, not for status
+        from ddnsagent import process
+        from ddnsagent.zones.edit import masterfile  # lazy: see above
+
         s = self.settings
         if not s.check:
             return
@@ -447,6 +471,9 @@ class Backend:
     def _put_back(self, zone: _ZoneFile, old: atomic.Read) -> str:
         """Put the previous content back (the bytes read before the edit, which FILE.bak also
         holds); an empty string, or what went wrong."""
+        # lazy: the editor, dnspython and the runner load at the first apply, not for status
+        from ddnsagent.zones.edit import atomic
+
         s = self.settings
         try:
             atomic.replace(zone.directory, zone.name, old.data, old, keep_backup=False)
@@ -466,6 +493,9 @@ class Backend:
         failed: process.Outcome,
     ) -> str:
         """Put the previous file back and activate it again; the message names both."""
+        # lazy: the editor, dnspython and the runner load at the first apply, not for status
+        from ddnsagent import process
+
         s = self.settings
         problem = self._put_back(zone, old)
         if problem:
@@ -480,6 +510,9 @@ class Backend:
         return f"{verb} failed after the edit: {failed.describe()}; {outcome}"
 
     def _verify(self, records: dnsclient.RecordSets, state: str) -> None:
+        # lazy: the editor, dnspython and the runner load at the first apply, not for status
+        from ddnsagent import dnsclient
+
         s = self.settings
         if s.verify is None:
             return
@@ -500,6 +533,9 @@ class _ZoneFile:
     """The zone file in its opened directory: read, checked and replaced by plain name."""
 
     def __init__(self, directory: Directory, name: str, settings: Settings) -> None:
+        # lazy: the editor, dnspython and the runner load at the first apply, not for status
+        from ddnsagent.zones.edit import atomic
+
         self.directory = directory
         self.name = name
         self.journal = name + ".jnl"
@@ -514,6 +550,9 @@ class _ZoneFile:
         )
 
     def read(self) -> atomic.Read:
+        # lazy: the editor, dnspython and the runner load at the first apply, not for status
+        from ddnsagent.zones.edit import atomic
+
         try:
             return atomic.read(self.directory, self.name, MAX_ZONE_BYTES, self.owners)
         except UnsafeFile as exc:
@@ -531,6 +570,9 @@ class _ZoneFile:
     def dumped(self) -> bool:
         """Whether the zone file holds at least the journal's last serial (RFC 1982 order).
         UnsafeFile when the journal or the file is not one we read."""
+        # lazy: the editor, dnspython and the runner load at the first apply, not for status
+        from ddnsagent.zones.edit import atomic
+
         d = self.directory
         try:
             fd = d.open(self.journal, owners=self.owners)
@@ -574,6 +616,11 @@ def _shown_output(outcome: process.Outcome, has_includes: bool, quotable: bool) 
 
 
 def _serial_span(text: str, origin: str) -> tuple[int, int] | None:
+    import dns.name
+
+    # lazy: the scanner (dnspython) loads at the first apply, not for status
+    from ddnsagent.zones.edit import masterfile
+
     scan = masterfile.scan(text, dns.name.from_text(origin), frozenset())
     if len(scan.soa) != 1:
         return None
