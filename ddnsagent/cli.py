@@ -96,7 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "hook":
+        # pppd appends its six arguments after our options (`hook ip-up --timeout 30 "$@"`);
+        # argparse would call them unrecognized, since `args` was matched before `--timeout`.
+        args.args = [*args.args, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return _dispatch(args)
     except ConfigError as exc:

@@ -4,12 +4,16 @@ channel to a running daemon."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from ddnsagent import control
 from ddnsagent.hooks import from_environment
+from tests.conftest import DYN_HOST, child_env, config_text, dyndns2_provider, write_config
+from tests.fakes import Dyndns2Server, EchoServer
 
 
 def test_debian_ppp_ip_up_d() -> None:
@@ -211,3 +215,78 @@ def test_control_client_refuses_an_answer_that_is_not_a_daemons(
 
     with pytest.raises(control.BadAnswer, match="not a ddnsagent daemon's reply"):
         asyncio.run(scenario())
+
+
+# -- the shipped scripts, run as their callers run them --------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+HOOKED = "203.0.113.9"
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "env"),
+    [
+        # run-parts gives ip-up.d scripts pppd's six arguments and PPP_* variables
+        (
+            "ppp/0ddnsagent",
+            ["ppp0", "/dev/ttyS0", "115200", HOOKED, "198.51.100.1", ""],
+            {"PPP_IFACE": "ppp0"},
+        ),
+        (
+            "NetworkManager/50-ddnsagent",
+            ["enp1s0", "up"],
+            {
+                "DEVICE_IP_IFACE": "enp1s0",
+                "IP4_NUM_ADDRESSES": "1",
+                "IP4_ADDRESS_0": f"{HOOKED}/24 ::",
+            },
+        ),
+        (
+            "networkd-dispatcher/50-ddnsagent",
+            [],
+            {"IFACE": "wan0", "STATE": "routable", "IP_ADDRS": HOOKED},
+        ),
+    ],
+)
+def test_the_shipped_hook_scripts_reach_the_agent(
+    tmp_path: Path,
+    echo: EchoServer,
+    dyn: Dyndns2Server,
+    script: str,
+    args: list[str],
+    env: dict[str, str],
+) -> None:
+    """Each script under packaging/, run as its caller runs it, gets the address it was given
+    sent (no daemon runs, so the hook syncs itself). The scripts end in `|| true`, so what
+    ddnsagent itself answered is kept by a stand-in `ddnsagent` on PATH."""
+    config = write_config(
+        tmp_path,
+        config_text(
+            tmp_path / "state",
+            echo.echo_url,
+            dyndns2_provider(dyn.update_url),
+            agent=f'control_socket = "{tmp_path / "control.sock"}"',
+        ),
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "ddnsagent"
+    shim.write_text(
+        f'#!/bin/sh\n"{sys.executable}" -m ddnsagent "$@"\necho $? > "{tmp_path / "rc"}"\n'
+    )
+    shim.chmod(0o755)
+    run_env = child_env(DDNSAGENT_CONFIG=str(config), **env)
+    run_env["PATH"] = f"{bin_dir}:{run_env['PATH']}"
+    done = subprocess.run(
+        ["/bin/sh", str(REPO / "packaging" / script), *args],
+        env=run_env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "rc").read_text().strip() == "0", done.stdout + done.stderr
+    assert f"({HOOKED})" in done.stdout or f", {HOOKED})" in done.stdout, done.stdout
+    assert dyn.record(DYN_HOST).ipv4 == HOOKED
