@@ -327,6 +327,7 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
             "type": s.type,
             "sent": {f"ipv{f}": _sent_json(v) for f, v in sorted(t.sent.items())},
             "stopped": _stopped_json(t.stopped) if t.stopped else None,
+            "stopped_names": {h: _stopped_json(v) for h, v in sorted(t.stopped_names.items())},
             "backoff": {f"ipv{f}": _backoff_json(b) for f, b in sorted(t.backoff.items())},
         }
         if t.stopped:
@@ -379,6 +380,12 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
         if t.stopped:
             print(f"  STOPPED since {_ts(t.stopped.since)}: {t.stopped.reason}")
             print(f"  fix: {t.stopped.fix}, then run `ddnsagent reset {s.name}`")
+        for f, v in sorted(t.sent.items()):
+            if v.unconfirmed:
+                print(f"  ipv{f} {v.address} not confirmed: {v.unconfirmed}")
+        for host, stop in sorted(t.stopped_names.items()):
+            print(f"  {host} STOPPED since {_ts(stop.since)}: {stop.reason}")
+            print(f"  fix: {stop.fix}, then run `ddnsagent reset {s.name}`")
         for f, b in sorted(t.backoff.items()):
             print(f"  ipv{f} failing ({b.failures}x): {b.last_error}")
             print(f"  next try after {_ts(b.retry_after)}")
@@ -399,7 +406,7 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
 
 
 def _sent_json(s: Sent) -> dict[str, Any]:
-    return {"address": s.address, "time": s.time}
+    return {"address": s.address, "time": s.time, "unconfirmed": s.unconfirmed}
 
 
 def _stopped_json(s: Stopped) -> dict[str, Any]:

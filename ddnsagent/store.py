@@ -52,6 +52,9 @@ class Sent:
 
     address: str
     time: float
+    # Why the service's answer did not confirm the address it recorded (MyDNS's page without
+    # REMOTE ADDRESS); None when it did, or when the service never says.
+    unconfirmed: str | None = None
 
 
 @dataclass
@@ -302,7 +305,8 @@ def _parse_target(raw: Any, where: str, check: _Checker) -> Target | None:
         return None
     target = Target(extra={k: v for k, v in obj.items() if k not in _TARGET_KEYS})
     for family, entry, at in check.families(obj.get("sent", {}), f"{where}.sent"):
-        f = check.record(entry, at, {"address": (str,), "time": _NUMBER})
+        spec = {"address": (str,), "time": _NUMBER, "unconfirmed": (str, type(None))}
+        f = check.record(entry, at, spec)
         if f is not None:
             target.sent[family] = Sent(**f)
     for family, entry, at in check.families(obj.get("backoff", {}), f"{where}.backoff"):
@@ -445,10 +449,17 @@ def to_json(state: AgentState) -> dict[str, Any]:
     return out
 
 
+def _sent_json(s: Sent) -> dict[str, Any]:
+    out: dict[str, Any] = {"address": s.address, "time": s.time}
+    if s.unconfirmed is not None:
+        out["unconfirmed"] = s.unconfirmed
+    return out
+
+
 def _target_json(t: Target) -> dict[str, Any]:
     out: dict[str, Any] = {
         **t.extra,
-        "sent": {str(f): {"address": s.address, "time": s.time} for f, s in sorted(t.sent.items())},
+        "sent": {str(f): _sent_json(s) for f, s in sorted(t.sent.items())},
         "backoff": {
             str(f): {
                 "failures": b.failures,

@@ -244,7 +244,9 @@ class Agent:
             log.warning("%s: IPv%d update failed: %s", name, family, entry.message)
             store.checkpoint()
             return
-        target.sent[family] = Sent(str(address), time.time())
+        # A provider whose answer can say what the service recorded tells when it did not.
+        unconfirmed = getattr(provider, "unconfirmed", None)
+        target.sent[family] = Sent(str(address), time.time(), unconfirmed)
         target.backoff.pop(family, None)
         entry.action, entry.message = "sent", redact(f"{why}: {message}")
         log.info("%s: IPv%d %s sent (%s)", name, family, address, entry.message)

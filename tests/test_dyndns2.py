@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ddnsagent import USER_AGENT, config, http
+from ddnsagent import USER_AGENT, cli, config, http
 from ddnsagent.errors import ConfigError, FatalAnswer
 from ddnsagent.outcome import SyncReport
 from ddnsagent.providers import client_for, dyndns2
@@ -222,7 +223,9 @@ def test_new_keys_at_their_defaults_leave_the_fingerprint_alone(tmp_path: Path) 
 # -- 12. one refused name in a batch -------------------------------------------------------------
 
 
-def test_one_nohost_in_a_batch_of_twenty_stops_only_that_name(tmp_path: Path) -> None:
+def test_one_nohost_in_a_batch_of_twenty_stops_only_that_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     names = tuple(f"h{i}.example.net" for i in range(20))
     typo = names[7]
     with Dyndns2Server({"me": PASSWORD}, {n: None for n in names if n != typo}) as dyn:
@@ -238,6 +241,13 @@ def test_one_nohost_in_a_batch_of_twenty_stops_only_that_name(tmp_path: Path) ->
         target = Store.of(cfg.agent).load().targets["dd"]
         assert target.stopped is None and set(target.stopped_names) == {typo}
         assert "nohost" in target.stopped_names[typo].reason
+        # `status` names it, in text and JSON, beside the target that goes on
+        path = str(tmp_path / "config.toml")
+        cli.main(["status", "--config", path])
+        assert f"  {typo} STOPPED since" in capsys.readouterr().out
+        cli.main(["status", "--json", "--config", path])
+        (shown,) = json.loads(capsys.readouterr().out)["targets"]
+        assert list(shown["stopped_names"]) == [typo] and shown["stopped"] is None
         # A new process, a new address: the 19 others go on, the stopped name is not sent.
         report = sync(cfg, ipv4="203.0.113.8")
         assert actions(report) == [("dd", 4, "sent")]

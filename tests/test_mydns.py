@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ddnsagent import acme
+from ddnsagent import acme, cli
 from ddnsagent.errors import ConfigError, FatalAnswer, TransientError
 from ddnsagent.providers import mydns
 from ddnsagent.store import Store
@@ -106,7 +107,7 @@ def test_bind_to_detected_with_an_address_from_outside(tmp_path: Path, server: M
 
 
 def test_a_page_without_remote_address_is_a_success_not_confirmed(
-    tmp_path: Path, server: MyDNSServer
+    tmp_path: Path, server: MyDNSServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     server.show_remote = False
     server.pretend_peer = "198.51.100.9"  # what it recorded, unseen by us
@@ -116,6 +117,19 @@ def test_a_page_without_remote_address_is_a_success_not_confirmed(
     assert "no REMOTE ADDRESS" in report.targets[0].message
     assert "203.0.113.7 is not confirmed" in report.targets[0].message
     assert sent(cfg) == {4: "203.0.113.7"}
+    # `status` keeps saying so, in text and JSON, until an answer confirms it
+    path = tmp_path / "config.toml"
+    assert cli.main(["status", "--config", str(path)]) == 0
+    assert "ipv4 203.0.113.7 not confirmed: MyDNS's page did not show" in capsys.readouterr().out
+    cli.main(["status", "--json", "--config", str(path)])
+    (target,) = json.loads(capsys.readouterr().out)["targets"]
+    assert target["sent"]["ipv4"]["unconfirmed"] == mydns.UNCONFIRMED
+    server.show_remote = True
+    server.pretend_peer = "203.0.113.8"
+    sync(cfg, ipv4="203.0.113.8")
+    cli.main(["status", "--json", "--config", str(path)])
+    (target,) = json.loads(capsys.readouterr().out)["targets"]
+    assert target["sent"]["ipv4"] == {**target["sent"]["ipv4"], "unconfirmed": None}
 
 
 @pytest.mark.parametrize(

@@ -63,6 +63,9 @@ LOGIN_PAUSE = 2.0
 ROUTE_WAIT = 300.0
 
 
+UNCONFIRMED = "MyDNS's page did not show the address it recorded (no REMOTE ADDRESS)"
+
+
 class LoginNotAccepted(FatalAnswer):
     """`login_status = 0`: the credentials, or a node that did not do the work (see above)."""
 
@@ -188,6 +191,7 @@ class Client:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.unconfirmed: str | None = None  # read by the agent after a success
 
     def _url(self, family: int) -> str:
         return self.settings.url_ipv4 if family == 4 else self.settings.url_ipv6
@@ -239,7 +243,9 @@ class Client:
             finally:
                 if own is not None:
                     await own.aclose()
-            extra = check_recorded(address, recorded_address(body), bound)
+            recorded = recorded_address(body)
+            extra = check_recorded(address, recorded, bound)
+            self.unconfirmed = None if recorded is not None else UNCONFIRMED
             again = f" (after {answer_no - 1} login_status = 0)" if answer_no > 1 else ""
             return f"notified{extra}{again}{note}"
         raise AssertionError("unreachable")
