@@ -67,6 +67,7 @@ class Daemon:
         self.notifier = notify.Notifier()  # disabled until [notify] is loaded
         self._metrics_server: Any = None
         self._textfile: asyncio.Future[None] | None = None
+        self._flush: asyncio.Future[None] | None = None  # the mail queue's flush after a change
         self.agent.on_report.append(self._observe)
         self._deadline = _ExitDeadline(EXIT_WITHIN)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -170,12 +171,19 @@ class Daemon:
         await self._after_change(report)
 
     async def _after_change(self, report: Any) -> None:
-        """A new address: the relay knows it now, so deferred mail can go (when [relay] is set)."""
+        """A new address: the relay knows it now, so deferred mail can go (when [relay] is set).
+
+        The flush waits `settle` first, in a task of its own: the sync that asked for it is
+        done, so a trigger arriving meanwhile is not skipped. A newer change starts the wait
+        again (the relay must learn that address too); a flush is only a nudge to the queue
+        manager, so cutting one short loses nothing."""
         if report.changed and self.agent.config.relay is not None:
             # lazy: the relay code (~20 ms, and its memory) only when [relay] is set
             from ddnsagent.relay.reconnect import flush_queue
 
-            await flush_queue(self.agent.config)
+            if self._flush is not None:
+                self._flush.cancel()
+            self._flush = asyncio.ensure_future(flush_queue(self.agent.config))
 
     async def control(self, request: dict[str, Any]) -> dict[str, Any]:
         """Requests from hook scripts and `ddnsagent reconnect`, answered when done. What may be

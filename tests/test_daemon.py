@@ -340,3 +340,43 @@ def test_911_means_quiet_for_half_an_hour_even_across_restarts(
     assert len(dyn.requests) == 1
     assert state_of(state_dir)["targets"]["dyn"]["backoff"]["4"]["retry_after"] == retry_after
     assert d.stop()[0] == 0
+
+
+def test_the_queue_flush_after_a_change_waits_apart_from_the_syncs(
+    tmp_path: Path,
+    echo: EchoServer,
+    dyn: Dyndns2Server,
+    start_daemon: Callable[..., DaemonProcess],
+) -> None:
+    """With [relay], a changed address flushes the mail queue after `settle`. The wait is the
+    flush's own task (the scheduled sync job used to hold it, so the scheduler skipped its next
+    run); a trigger during it is served, and a newer change starts the wait again: one flush,
+    after the last change."""
+    state_dir, flushes = tmp_path / "state", tmp_path / "flushes"
+    flush = tmp_path / "flush"
+    flush.write_text(f'#!/bin/sh\necho flushed >> "{flushes}"\n')
+    flush.chmod(0o755)
+    maillog = tmp_path / "mail.log"
+    maillog.write_text("")
+    relay = (
+        f'[relay]\nlog = "{maillog}"\nhost = "relay.example.net"\nflush = ["{flush}"]\n'
+        'settle = "3s"\n'
+    )
+    config = write_config(
+        tmp_path, config_text(state_dir, echo.echo_url, dyndns2_provider(dyn.update_url) + relay)
+    )
+    d = start_daemon(config)
+    synced(echo, 0, state_dir)  # the first address is no change: nothing to flush
+
+    echo.answer = SECOND + "\n"
+    sigusr1_sync(d, echo, state_dir)
+    assert sent_to_dyn(dyn) == [FIRST, SECOND]
+    echo.answer = THIRD + "\n"
+    sigusr1_sync(d, echo, state_dir)  # within SECOND's settle: served, not skipped
+    assert sent_to_dyn(dyn) == [FIRST, SECOND, THIRD]
+    assert not flushes.exists()
+    wait_until(lambda: flushes.exists(), "the flush after THIRD")
+    time.sleep(1.0)  # a second flush (SECOND's wait not cut short) would land by now
+    assert flushes.read_text().splitlines() == ["flushed"]
+    assert "maximum number of running instances" not in d.log()
+    assert d.stop()[0] == 0
