@@ -6,20 +6,23 @@ next; a `nohost` that names the host."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import ipaddress
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ddnsagent import config, secrets
+from ddnsagent import cli, config, secrets
 from ddnsagent.errors import FatalAnswer
 from ddnsagent.outcome import SyncReport
 from ddnsagent.providers import dyndns2
-from ddnsagent.store import Sent, Stopped, Store
+from ddnsagent.schedule import DAY
+from ddnsagent.store import Relay, Sent, Stopped, Store
 from ddnsagent.sync import Agent, SyncOptions
 from tests.conftest import child_env, ddnsagent, write_config
 from tests.fakes import Dyndns2Server
@@ -145,6 +148,106 @@ def test_dry_run_of_a_zone_reads_its_tsig_secret(
     assert fix is not None and "export DDNSAGENT_TEST13_TSIG=" in fix
     monkeypatch.setenv("DDNSAGENT_TEST13_TSIG", "c2VjcmV0LWtleS0xMw==")
     assert one(sync(path, dry_run=True))[0] == "dry-run"
+
+
+# == item 6: the command line ====================================================================
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = cli.build_parser()
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+# What each command needs besides its options, to parse.
+REQUIRED = {"reset": ["dd"], "acme-hook": ["mydns", "--auth"], "hook": ["ip-up"]}
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = cli.build_parser()
+    args, extra = parser.parse_known_args(argv)
+    assert extra == [], extra
+    cli._merge_options(parser, args)
+    return args
+
+
+@pytest.mark.parametrize("command", sorted(subcommands()))
+def test_config_is_accepted_before_and_after_every_command(command: str) -> None:
+    rest = REQUIRED.get(command, [])
+    before = parse(["--config", "/x/c.toml", command, *rest])
+    after = parse([command, *rest, "--config", "/x/c.toml"])
+    assert before.command == after.command == command
+    assert before.config == after.config == Path("/x/c.toml")
+    assert parse([command, *rest]).config is None
+
+
+def test_json_is_accepted_before_and_after_where_it_applies() -> None:
+    with_json = {name for name, sub in subcommands().items() if "--json" in _options(sub)}
+    assert {"notify-now", "status", "doctor", "providers", "reconnect"} <= with_json
+    for command in sorted(with_json):
+        rest = REQUIRED.get(command, [])
+        assert parse(["--json", command, *rest]).json and parse([command, *rest, "--json"]).json
+        assert not parse([command, *rest]).json
+    run = ddnsagent("--json", "run")
+    assert run.returncode == 2 and "`run` has no --json output" in run.stderr
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    return {s for a in parser._actions for s in a.option_strings}
+
+
+def test_every_command_and_every_option_has_help() -> None:
+    parser = cli.build_parser()
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    helped = {a.dest: a.help for a in action._choices_actions}
+    for name, sub in action.choices.items():
+        assert helped.get(name) and sub.description, name
+        for a in sub._actions:
+            assert a.help, f"{name} {a.option_strings or a.dest} has no help"
+    for a in parser._actions:
+        assert a.help, a.option_strings
+    shown = ddnsagent("init", "--help")
+    assert shown.returncode == 0 and "file to write" in shown.stdout and "--config" in shown.stdout
+
+
+def test_hook_keeps_pppds_arguments_with_config_before_the_command() -> None:
+    pppd = ["ppp0", "/dev/ttyS0", "115200", "203.0.113.7", "198.51.100.1", "flets"]
+    argv = ["--config", "/x/c.toml", "hook", "ip-up", "--timeout", "30", *pppd]
+    parser = cli.build_parser()
+    args, extra = parser.parse_known_args(argv)
+    assert [*args.args, *extra] == pppd and args.config_first == Path("/x/c.toml")
+
+
+def test_config_before_the_command_end_to_end(tmp_path: Path, dyn: Dyndns2Server) -> None:
+    path = config_file(tmp_path, dyn_table(dyn.update_url))
+    env = child_env(**{PW_VAR: PASSWORD})
+    sent = ddnsagent("--config", path, "notify-now", "--local", "--address", ADDR, env=env)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    status = ddnsagent("--config", path, "--json", "status", env=env)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["targets"][0]["sent"]["ipv4"]["address"] == ADDR
+    checked = ddnsagent("--config", path, "check-config", env=env)
+    assert checked.returncode == 0 and str(path) in checked.stdout, checked.stderr
+    twice = ddnsagent("check-config", path, "--config", tmp_path / "other.toml", env=env)
+    assert twice.returncode == 2 and "two configuration files given" in twice.stderr
+    assert "Traceback" not in twice.stderr
+
+
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_init_writes_the_file_config_names(tmp_path: Path, where: str) -> None:
+    target = tmp_path / "etc" / "c.toml"
+    args = ("init", "--config", target) if where == "after" else ("--config", target, "init")
+    run = ddnsagent(*args)
+    assert run.returncode == 0, run.stderr
+    assert target.stat().st_mode & 0o777 == 0o600 and f"wrote {target}" in run.stdout
+
+
+def test_providers_json_lists_every_type() -> None:
+    run = ddnsagent("providers", "--json")
+    assert run.returncode == 0, run.stderr
+    listing = json.loads(run.stdout)
+    assert "master_id" in listing["providers"]["mydns"]
+    assert "rfc2136" in listing["zones"]
 
 
 # == item 6: masking =============================================================================
@@ -300,3 +403,48 @@ def test_a_nohost_answer_names_the_host(tmp_path: Path, monkeypatch: pytest.Monk
     assert status.returncode == 3 and f"nohost: no such hostname in this account ({HOST})" in (
         status.stdout
     )
+
+
+# == item 7: what the relay watchdog would do next ===============================================
+
+
+def relay_config(tmp_path: Path, relay: bool = True) -> config.Config:
+    text = '[reconnect]\ncommand = ["/bin/true"]\ncooldown = "30m"\nmax_per_day = 3\n'
+    if relay:
+        text += '[relay]\nhost = "auth.gate-on.net"\nlog = "/var/log/mail.log"\n'
+    return config.load(config_file(tmp_path, text))
+
+
+def test_status_says_what_the_watchdog_would_do_next(tmp_path: Path) -> None:
+    cfg = relay_config(tmp_path)
+    now = time.time()
+    ready = cli._relay_status(Relay(), cfg)
+    assert ready["reconnects_left"] == 3 and ready["reconnect_at"] is None
+    assert "would reconnect at once; 3 of 3 reconnects left in 24 h" in ready["next"]
+    assert "auth.gate-on.net" in ready["next"]
+
+    cooling = cli._relay_status(Relay(attempts=[now - 600]), cfg)
+    assert cooling["reconnects_left"] == 2
+    assert abs(cooling["reconnect_at"] - (now + 1200)) < 5
+    assert "(cooldown, 20m left); 2 of 3 reconnects left in 24 h" in cooling["next"]
+    assert "a relay refusal is logged and the mail waits in the queue" in cooling["next"]
+
+    used = [now - DAY + 3600, now - 7200, now - 3600]
+    capped = cli._relay_status(Relay(attempts=used), cfg)
+    assert capped["reconnects_left"] == 0 and abs(capped["reconnect_at"] - (now + 3600)) < 5
+    assert "(daily cap reached, 1h left); 0 of 3" in capped["next"]
+
+    by_hand = cli._relay_status(Relay(), relay_config(tmp_path / "b", relay=False))
+    assert by_hand["next"].startswith("`ddnsagent reconnect` would reconnect at once")
+
+
+def test_status_prints_the_next_step(tmp_path: Path) -> None:
+    cfg = relay_config(tmp_path)
+    with Store.of(cfg.agent).edit() as state:
+        state.relay.attempts = [time.time() - 60]
+    run = ddnsagent("status", "--config", cfg.file)
+    assert run.returncode == 0, run.stderr
+    (line,) = [x for x in run.stdout.splitlines() if x.startswith("  next: ")]
+    assert "no reconnect before" in line and "(cooldown, 29m left); 2 of 3" in line
+    shown = json.loads(ddnsagent("status", "--json", "--config", cfg.file).stdout)
+    assert shown["relay"]["reconnects_left"] == 2 and shown["relay"]["next"] in line
