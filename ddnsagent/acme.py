@@ -215,7 +215,8 @@ def main(
         try:
             result = asyncio.run(_post(cfg, settings, target, command, domain, validation))
         except SecretUnavailable as exc:
-            raise HookError(EXIT_CONFIG, str(exc), "fix the secret's source") from None
+            # The secret's own fix says how to set its source (issue 13); None: said already
+            raise HookError(EXIT_CONFIG, str(exc), getattr(exc, "fix", None)) from None
         except FatalAnswer as exc:
             raise HookError(EXIT_STOPPED, str(exc), exc.fix) from None
         except TransientError as exc:

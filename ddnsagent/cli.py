@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import math
 import os
 import sys
 import time
@@ -26,22 +27,47 @@ DAEMON_TIMEOUT = 300.0  # seconds `notify-now` waits for the daemon (a sync may 
 STATUS_SCHEMA = 1  # `status --json`: bump only for changes that break readers (see README)
 
 
+CONFIG_HELP = (
+    "configuration file (default: $DDNSAGENT_CONFIG, else /etc/ddnsagent/config.toml as root, "
+    "else ~/.config/ddnsagent/config.toml); accepted before or after the command"
+)
+JSON_HELP = "print the result as JSON (for scripts; see README)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ddnsagent",
         description="Keep dynamic-DNS names in step with this machine's WAN address.",
+        epilog="`--config PATH` and `--json` may come before or after the command. Exit codes: "
+        "0 done, 1 will retry by itself, 2 configuration or usage, 3 a service needs you.",
     )
     p.add_argument("--version", action="version", version=f"ddnsagent {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Before the command, under names of their own: a subcommand's defaults would overwrite
+    # the same names (argparse sets them after the main parser's); main() merges the two.
+    p.add_argument("--config", dest="config_first", type=Path, metavar="PATH", help=CONFIG_HELP)
+    p.add_argument("--json", dest="json_first", action="store_true", help=JSON_HELP)
+    sub = p.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="what to do; `ddnsagent COMMAND --help` tells more",
+    )
 
-    def cmd(name: str, help_text: str) -> argparse.ArgumentParser:
+    def cmd(name: str, help_text: str, json: bool = False) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help_text, description=help_text)
-        c.add_argument("--config", type=Path, help="configuration file (see README)")
+        c.add_argument("--config", type=Path, metavar="PATH", help=CONFIG_HELP)
+        if json:
+            c.add_argument("--json", action="store_true", help=JSON_HELP)
         return c
 
-    c = cmd("notify-now", "detect the address and send updates where needed, once")
+    c = cmd("notify-now", "detect the address and send updates where needed, once", json=True)
     c.add_argument("--force", action="store_true", help="send even if nothing changed")
-    c.add_argument("--dry-run", action="store_true", help="show what would be sent; send nothing")
+    c.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show what would be sent; send nothing (secrets are read: a missing one fails as "
+        "in a real run)",
+    )
     c.add_argument(
         "--address",
         action="append",
@@ -49,7 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IP",
         help="use this address instead of detecting (repeat for IPv4 and IPv6)",
     )
-    c.add_argument("--json", action="store_true", help="print the result as JSON")
     c.add_argument(
         "--local",
         action="store_true",
@@ -63,12 +88,23 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"how long to wait for the running daemon's result ({DAEMON_TIMEOUT:g})",
     )
     cmd("run", "run as a daemon in the foreground (for systemd)")
-    c = cmd("status", "show what was detected and sent, and what is stopped")
-    c.add_argument("--json", action="store_true")
+    cmd(
+        "status",
+        "show what was detected and sent, what is stopped, and what the relay watchdog would do",
+        json=True,
+    )
     c = cmd("check-config", "validate the configuration and exit")
-    c.add_argument("path", nargs="?", type=Path, help="file to check (default: --config's)")
-    c = sub.add_parser("init", help="write a commented starter configuration (mode 0600)")
-    c.add_argument("path", nargs="?", type=Path)
+    c.add_argument(
+        "path", nargs="?", type=Path, metavar="PATH", help="file to check (same as --config)"
+    )
+    c = cmd("init", "write a commented starter configuration (mode 0600)")
+    c.add_argument(
+        "path",
+        nargs="?",
+        type=Path,
+        metavar="PATH",
+        help="file to write (same as --config; default: where the other commands look)",
+    )
     c.add_argument("--force", action="store_true", help="overwrite an existing file")
     c = cmd("reset", "lift a stop or back-off of a target and forget what was sent to it")
     c.add_argument("name", help="the provider's name")
@@ -79,18 +115,33 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--cleanup", action="store_true", help="as --manual-cleanup-hook")
     c.add_argument("--provider", metavar="NAME", help="which mydns provider (default: the first)")
     c.add_argument(
-        "--wait", type=float, default=0.0, help="seconds to wait after --auth for propagation"
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="seconds to wait after --auth for propagation (0)",
     )
-    cmd("providers", "list the provider and local-zone types with their keys")
-    c = cmd("doctor", "check the backscatter trap: local resolver, wildcards, MX, Postfix, relay")
-    c.add_argument("--json", action="store_true")
-    c = cmd("reconnect", "get a new WAN address now: reconnect, re-notify, flush the mail queue")
+    cmd("providers", "list the provider and local-zone types with their keys", json=True)
+    cmd(
+        "doctor",
+        "check the backscatter trap: local resolver, wildcards, MX, Postfix, relay",
+        json=True,
+    )
+    c = cmd(
+        "reconnect",
+        "get a new WAN address now: reconnect, re-notify, flush the mail queue",
+        json=True,
+    )
     c.add_argument("--ignore-cooldown", action="store_true", help="run even within the cooldown")
     c = cmd("hook", "entry point for pppd, NetworkManager and networkd-dispatcher scripts")
     c.add_argument("event", choices=["ip-up"], help="what happened")
     c.add_argument("args", nargs="*", help="the caller's own arguments (interface, action, …)")
     c.add_argument(
-        "--timeout", type=float, default=30.0, help="give up after this many seconds (30)"
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up after this many seconds (30)",
     )
     return p
 
@@ -104,19 +155,43 @@ def main(argv: list[str] | None = None) -> int:
         args.args = [*args.args, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    _merge_options(parser, args)
     try:
         return _dispatch(args)
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_CONFIG
     except DdnsagentError as exc:
-        _err(str(exc))
+        fix = getattr(exc, "fix", None)
+        _err(f"{exc} — {fix}" if fix else str(exc))
         return EXIT_RETRY
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `ddnsagent status | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+
+
+def _merge_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """`--config` and `--json` given before the command count as if given after it; a file
+    named twice (two --config, or --config and check-config's/init's PATH) must agree."""
+    named = [
+        (what, value)
+        for what, value in (
+            ("--config before the command", args.config_first),
+            ("--config", args.config),
+            ("PATH", getattr(args, "path", None)),
+        )
+        if value is not None
+    ]
+    if len({value for _, value in named}) > 1:
+        shown = ", ".join(f"{what} {value}" for what, value in named)
+        parser.error(f"two configuration files given ({shown}); give one")
+    args.config = named[0][1] if named else None
+    if args.json_first:
+        if not hasattr(args, "json"):
+            parser.error(f"`{args.command}` has no --json output")
+        args.json = True
 
 
 def _err(text: str) -> None:
@@ -127,7 +202,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "init":
         return _init(args)
     if args.command == "providers":
-        return _providers()
+        return _providers(args.json)
     # lazy: the configuration parser (~20 ms) is not needed for --help, init or providers
     from ddnsagent import config, logsetup
 
@@ -463,7 +538,66 @@ def _relay_status(relay: Relay, cfg: Any) -> dict[str, Any]:
     }
     if cfg.reconnect is not None:
         out["cooldown"] = refusal_to_reconnect(relay, cfg.reconnect, now)
+    out.update(_relay_next(relay, cfg, now))
     return out
+
+
+def _relay_next(relay: Relay, cfg: Any, now: float) -> dict[str, Any]:
+    """What the watchdog would do next: `reconnects_left` in the 24 h window, `reconnect_at`
+    (when the cooldown or the daily cap lets a reconnect run; None: now), and `next`, the same
+    said in words. The rules are schedule.py's, as the reconnect applies them."""
+    # lazy: the schedule's rules only where a relay is configured
+    from ddnsagent.schedule import DAY, recent_attempts
+
+    rc, watched = cfg.reconnect, cfg.relay is not None
+    if rc is None:
+        return {
+            "reconnects_left": None,
+            "reconnect_at": None,
+            "next": "no reconnect (no [reconnect] section): a refusal of our address is only "
+            "logged; a relay access denial re-notifies the providers",
+        }
+    attempts = sorted(recent_attempts(relay, now))
+    left = max(rc.max_per_day - len(attempts), 0)
+    at = now
+    if attempts:
+        at = max(at, attempts[-1] + rc.cooldown)
+    if left == 0:  # the oldest attempt that keeps the count at the cap leaves the window
+        at = max(at, attempts[-rc.max_per_day] + DAY)
+    budget = f"{left} of {rc.max_per_day} reconnects left in 24 h"
+    if at <= now and watched:
+        text = (
+            f"a confirmed refusal of our address, or {cfg.relay.threshold} failed connections "
+            f"to {cfg.relay.host} within {_span(cfg.relay.window)}, would reconnect at once; "
+            f"{budget}"
+        )
+    elif at <= now:
+        text = (
+            "`ddnsagent reconnect` would reconnect at once (no [relay] section watches the "
+            f"mail log); {budget}"
+        )
+    else:
+        why = "daily cap reached" if left == 0 else "cooldown"
+        meanwhile = (
+            "a relay refusal is logged and the mail waits in the queue"
+            if watched
+            else "`ddnsagent reconnect` is refused"
+        )
+        text = (
+            f"no reconnect before {_ts(at)} ({why}, {_span(at - now)} left); {budget}; until "
+            f"then {meanwhile} (`ddnsagent reconnect --ignore-cooldown` overrides)"
+        )
+    return {"reconnects_left": left, "reconnect_at": at if at > now else None, "next": text}
+
+
+def _span(seconds: float) -> str:
+    """`1h 5m`, `20m`, `45s`: a wait for a human, rounded up (never says less than is left)."""
+    if seconds < 60:
+        return f"{max(math.ceil(seconds), 0)}s"
+    hours, minutes = divmod(math.ceil(seconds / 60), 60)
+    if hours:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    return f"{minutes}m"
 
 
 def _print_relay(r: dict[str, Any]) -> None:
@@ -480,17 +614,26 @@ def _print_relay(r: dict[str, Any]) -> None:
     else:
         print("  last reconnect: none")
     print(f"  reconnects in 24 h: {r['reconnects_24h']}; {r['cooldown'] or 'no cooldown'}")
+    print(f"  next: {r['next']}")
     rec = r["last_recovery"]
     if rec:
         print(f"  last recovery: {_ts(rec['time'])} after {rec['seconds']:.1f}s")
     print(f"  bounces generated in the last hour: {r['bounces_last_hour']}")
 
 
-def _providers() -> int:
+def _providers(as_json: bool) -> int:
     # lazy: the registries, for this listing alone
     from ddnsagent import providers
     from ddnsagent.zones import registry
 
+    if as_json:
+        listing = {
+            "providers": {n: _keys(providers.module(n).KEYS) for n in providers.TYPES},
+            "zones": {n: _keys(registry.module(n).KEYS) for n in registry.TYPES},
+        }
+        json.dump(listing, sys.stdout, indent=2)
+        print()
+        return EXIT_OK
     print("[[provider]] types (common keys: name, type, ipv4, ipv6, keepalive, insecure_http):")
     for name in providers.TYPES:
         print(f"  {name:<11} {providers.module(name).KEYS}")
@@ -500,6 +643,11 @@ def _providers() -> int:
         for name in registry.TYPES:
             print(f"  {name:<11} {registry.module(name).KEYS}")
     return EXIT_OK
+
+
+def _keys(text: str) -> list[str]:
+    """A type's KEYS line as a list: "a, b|b_file" → ["a", "b|b_file"]."""
+    return [k.strip() for k in text.split(",") if k.strip()]
 
 
 def _hook(args: argparse.Namespace, file: Path, agent: Any, detect: Any) -> int:
@@ -599,7 +747,11 @@ def _reconnect(args: argparse.Namespace, cfg: Any) -> int:
         return outcome.done, outcome.message
 
     done, message = asyncio.run(go())
-    print(f"reconnect: {message}")
+    if args.json:
+        json.dump({"done": done, "message": message}, sys.stdout, indent=2)
+        print()
+    else:
+        print(f"reconnect: {message}")
     return EXIT_OK if done else EXIT_RETRY
 
 
@@ -624,7 +776,7 @@ def _init(args: argparse.Namespace) -> int:
     # lazy: see _dispatch
     from ddnsagent import config
 
-    path: Path = args.path or config.default_config_path()
+    path: Path = args.config or config.default_config_path()
     if path.exists() and not args.force:
         _err(f"{path} already exists; pass --force to overwrite it")
         return EXIT_CONFIG

@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from ddnsagent import http
@@ -36,7 +36,7 @@ from ddnsagent.outcome import Detection, SyncReport, TargetReport
 from ddnsagent.providers import client_for
 from ddnsagent.providers.base import Common, Provider, user_agent_for
 from ddnsagent.schedule import backoff
-from ddnsagent.secrets import redact
+from ddnsagent.secrets import Secret, SecretSourceError, redact
 from ddnsagent.store import (
     AgentState,
     Backoff,
@@ -148,7 +148,7 @@ class Agent:
         options: SyncOptions,
     ) -> None:
         target = state.target(settings.name)
-        _check_fingerprint(state.salt, target, settings)
+        again = _check_fingerprint(state.salt, target, settings)
         provider: Provider = client_for(settings)
         # A provider that sends both families or many names in one request (dyndns2) is shown
         # this sync's addresses, what each family last sent, and the names stopped alone.
@@ -172,7 +172,7 @@ class Agent:
                 continue
             address = detection.address
             entry.address = str(address)
-            await self._one(cfg, store, target, provider, family, address, entry, options)
+            await self._one(cfg, store, target, provider, family, address, entry, options, again)
 
     async def _one(
         self,
@@ -184,7 +184,10 @@ class Agent:
         address: IPAddress,
         entry: TargetReport,
         options: SyncOptions,
+        again: bool = False,
     ) -> None:
+        """Send one family to one provider if due. `again`: the user changed the secret of a
+        stopped target, so the next send goes out even for an address already sent."""
         now = time.time()
         settings: Common = provider.settings
         name = settings.name
@@ -203,8 +206,16 @@ class Agent:
             return
         sent = target.sent.get(family)
         due, why = _due(sent, str(address), settings.keepalive, now, options.force)
+        if not due and again:
+            due, why = True, "the secret changed; trying it"
         if not due:
             entry.action, entry.message = "unchanged", f"already has {address}"
+            return
+        # The secrets are read before a dry run says "would send", so that it fails as the
+        # real run would, naming the source and how to set it.
+        missing = _unavailable(settings.secrets())
+        if missing is not None:
+            entry.action, entry.message, entry.fix = "config", str(missing), _fix_of(missing)
             return
         if options.dry_run:
             entry.action = "dry-run"
@@ -221,8 +232,7 @@ class Agent:
                     "[detect] timeout and [agent] retries); abandoned"
                 ) from None
         except SecretUnavailable as exc:
-            entry.action, entry.message = "config", str(exc)
-            entry.fix = "fix the secret's source, then run again"
+            entry.action, entry.message, entry.fix = "config", str(exc), _fix_of(exc)
             return
         except FatalAnswer as exc:
             # Answers are quoted in messages and kept in the state, which `status` prints from
@@ -330,6 +340,10 @@ class Agent:
         backend: ZoneBackend = backend_for(settings)
         want = desired(settings, addresses)
         if options.dry_run:
+            missing = _unavailable(_zone_secrets(settings))
+            if missing is not None:  # the real apply fails so: say it now, with the fix
+                entry.action, entry.message, entry.fix = "failed", str(missing), _fix_of(missing)
+                return
             entry.action, entry.message = "dry-run", f"would apply: {backend.describe(want)}"
             return
         limit = settings.time_limit
@@ -535,12 +549,25 @@ def _due(
     return False, ""
 
 
-def _check_fingerprint(salt_hex: str, target: Target, settings: Common) -> None:
-    """A changed configuration (or secret) lifts a stop and a back-off: the user acted."""
+# Marks a config fingerprint that leaves out where the secrets come from; one without it was
+# kept by an earlier version, over the settings with the secrets' origins.
+CONFIG_FP_FORM = "2:"
+
+
+def _check_fingerprint(salt_hex: str, target: Target, settings: Common) -> bool:
+    """A changed configuration or secret lifts a stop and a back-off: the user acted.
+
+    A changed configuration (hosts, server, …) also forgets what was sent, since the new names
+    or server have not been told anything yet. A changed secret keeps what was sent: the
+    service still holds those addresses. Moving a secret to another source (environment, file,
+    credential) with the same value changes neither. True when a secret change lifted a stop or
+    back-off, so that the new secret is tried at once."""
     salt = bytes.fromhex(salt_hex)
-    config_fp = hashlib.blake2b(
-        settings.fingerprint_data().encode(), key=salt, digest_size=16
-    ).hexdigest()
+
+    def digest(data: str) -> str:
+        return hashlib.blake2b(data.encode(), key=salt, digest_size=16).hexdigest()
+
+    config_fp = CONFIG_FP_FORM + digest(_config_data(settings))
     secret_fp = None
     try:
         h = hashlib.blake2b(key=salt, digest_size=16)
@@ -550,18 +577,56 @@ def _check_fingerprint(salt_hex: str, target: Target, settings: Common) -> None:
     except SecretUnavailable:
         pass
     old_config, old_secret = target.config_fp, target.secret_fp
-    changed = old_config is not None and old_config != config_fp
-    changed |= old_secret is not None and secret_fp is not None and old_secret != secret_fp
-    if changed and (target.stopped or target.backoff or target.stopped_names):
-        log.info("%s: configuration changed; lifting its stop/back-off", settings.name)
+    if old_config is not None and not old_config.startswith(CONFIG_FP_FORM):
+        config_changed = old_config != digest(settings.fingerprint_data())  # an earlier form
+    else:
+        config_changed = old_config is not None and old_config != config_fp
+    secret_changed = old_secret is not None and secret_fp is not None and old_secret != secret_fp
+    lifted = False
+    if (config_changed or secret_changed) and (
+        target.stopped or target.backoff or target.stopped_names
+    ):
+        what = "configuration" if config_changed else "secret"
+        log.info("%s: %s changed; lifting its stop/back-off", settings.name, what)
         target.stopped = None
         target.backoff.clear()
         target.stopped_names.clear()
-    if changed:
+        lifted = True
+    if config_changed:
         target.sent.clear()  # a new host list or server has not been told anything yet
     target.config_fp = config_fp
     if secret_fp is not None:
         target.secret_fp = secret_fp
+    return lifted and not config_changed
+
+
+def _config_data(settings: Common) -> str:
+    """The provider's settings as `fingerprint_data` gives them, with each secret's origin
+    left out: moving a password from the environment to a credential changes no setting."""
+    data = settings.fingerprint_data()
+    for secret in settings.secrets():
+        data = data.replace(repr(secret), "Secret(…)").replace(repr(secret.origin), "'…'")
+    return data
+
+
+def _unavailable(secrets: list[Secret]) -> SecretUnavailable | None:
+    """The first of `secrets` that cannot be read, as its error; None when all can."""
+    for secret in secrets:
+        try:
+            secret.reveal()
+        except SecretUnavailable as exc:
+            return exc
+    return None
+
+
+def _fix_of(exc: SecretUnavailable) -> str | None:
+    """How to set the secret up; None when the message says it already (`chmod 600`)."""
+    return exc.fix if isinstance(exc, SecretSourceError) else None
+
+
+def _zone_secrets(settings: ZoneCommon) -> list[Secret]:
+    """The secrets a zone's settings hold (rfc2136's TSIG secret), in field order."""
+    return [v for f in fields(settings) if isinstance(v := getattr(settings, f.name), Secret)]
 
 
 def _remember_detection(state: AgentState, family: int, d: Detection, now: float) -> bool:

@@ -237,6 +237,11 @@ def test_wrong_typed_entries_are_dropped_with_one_warning_and_the_rest_kept(
         "unchanged_reconnects": 0,
         "bounces_last_hour": 0,
         "cooldown": None,
+        # issue 13: what would happen next (a [reconnect] section, no [relay])
+        "reconnects_left": 4,
+        "reconnect_at": None,
+        "next": "`ddnsagent reconnect` would reconnect at once (no [relay] section watches the "
+        "mail log); 4 of 4 reconnects left in 24 h",
     }
     text_status = ddnsagent("status", "--config", config)
     assert text_status.returncode == 0 and "Traceback" not in text_status.stderr

@@ -245,8 +245,8 @@ def all_refused(stops: dict[str, tuple[str, str]], hostnames: list[str]) -> None
         return
     reasons = dict.fromkeys(reason for reason, _ in stops.values())
     fix = next(iter(stops.values()))[1].split(" (")[0]
-    if len(hostnames) == 1:
-        raise FatalAnswer(next(iter(reasons)), fix)
+    if len(hostnames) == 1:  # the message names the host, as the batch's do
+        raise FatalAnswer(f"{next(iter(reasons))} ({hostnames[0]})", fix)
     raise FatalAnswer(f"{'; '.join(reasons)} ({', '.join(hostnames)})", fix)
 
 
