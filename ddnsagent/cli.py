@@ -136,7 +136,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         # The running daemon does the work with its configuration; asking it needs only
         # [agent] and [detect] (the provider modules load httpx, ~50 ms)
         agent, detect = config.load_front(path)
-        logsetup.setup("debug" if agent.log_level == "debug" else "warning")
+        logsetup.setup(
+            "debug" if agent.log_level == "debug" else "warning", libraries=agent.debug_libraries
+        )
         code = _notify_through_daemon(args, path, agent, detect)
         if code is not None:
             return code
@@ -144,13 +146,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         # Like notify-now: the running daemon syncs with its own configuration, so asking it
         # needs [agent] and [detect] alone; the rest is read only when no daemon answers.
         agent, detect = config.load_front(path)
-        logsetup.setup("debug" if agent.log_level == "debug" else "warning")
+        logsetup.setup(
+            "debug" if agent.log_level == "debug" else "warning", libraries=agent.debug_libraries
+        )
         return _hook(args, path, agent, detect)
     cfg = config.load(path)
     level = cfg.agent.log_level
     if args.command != "run" and level != "debug":
         level = "warning"  # one-shot commands print their own report; logs add only trouble
-    logsetup.setup(level)
+    logsetup.setup(level, libraries=cfg.agent.debug_libraries)
     if args.command == "check-config":
         return _check_config(cfg)
     if args.command == "notify-now":
