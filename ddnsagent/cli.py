@@ -143,7 +143,43 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="give up after this many seconds (30)",
     )
+    _add_relay_parser(cmd)
     return p
+
+
+def _add_relay_parser(cmd: Any) -> None:
+    """`relay explain`: the watchdog's reading of mail-log lines, without an incident."""
+    relay = cmd("relay", "the relay watchdog by hand: `relay explain` shows how it reads lines")
+    actions = relay.add_subparsers(dest="relay_command", required=True, metavar="ACTION")
+    help_text = (
+        "show, per mail-log line, what the parser saw and what the watchdog would do and why"
+    )
+    e = actions.add_parser("explain", help=help_text, description=help_text)
+    e.add_argument("lines", nargs="*", metavar="LINE", help="mail-log lines, each one argument")
+    e.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="configuration file (see README)"
+    )
+    e.add_argument(
+        "--log",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="read the lines from FILE (- for standard input; no FILE: [relay] log)",
+    )
+    e.add_argument("--last", type=int, default=20, metavar="N", help="of --log, the last N (20)")
+    e.add_argument(
+        "--address",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="judge as if this were our current address (default: the state's)",
+    )
+    e.add_argument("--host", help="the relay as Postfix names it (default: [relay] host)")
+    e.add_argument(
+        "--no-queue",
+        action="store_true",
+        help="do not read Postfix's queue to confirm a decision to reconnect",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,7 +247,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         # The running daemon does the work with its configuration; asking it needs only
         # [agent] and [detect] (the provider modules load httpx, ~50 ms)
         agent, detect = config.load_front(path)
-        logsetup.setup("debug" if agent.log_level == "debug" else "warning")
+        logsetup.setup(
+            "debug" if agent.log_level == "debug" else "warning", libraries=agent.debug_libraries
+        )
         code = _notify_through_daemon(args, path, agent, detect)
         if code is not None:
             return code
@@ -219,13 +257,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         # Like notify-now: the running daemon syncs with its own configuration, so asking it
         # needs [agent] and [detect] alone; the rest is read only when no daemon answers.
         agent, detect = config.load_front(path)
-        logsetup.setup("debug" if agent.log_level == "debug" else "warning")
+        logsetup.setup(
+            "debug" if agent.log_level == "debug" else "warning", libraries=agent.debug_libraries
+        )
         return _hook(args, path, agent, detect)
     cfg = config.load(path)
     level = cfg.agent.log_level
     if args.command != "run" and level != "debug":
         level = "warning"  # one-shot commands print their own report; logs add only trouble
-    logsetup.setup(level)
+    logsetup.setup(level, libraries=cfg.agent.debug_libraries)
     if args.command == "check-config":
         return _check_config(cfg)
     if args.command == "notify-now":
@@ -241,6 +281,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _reset(args, cfg)
     if args.command == "reconnect":
         return _reconnect(args, cfg)
+    if args.command == "relay":
+        return _relay_explain(args, cfg)
     if args.command == "doctor":
         # lazy: the doctor's checks load DNS and SMTP code (~70 ms) no other command needs
         from ddnsagent import doctor
@@ -753,6 +795,69 @@ def _reconnect(args: argparse.Namespace, cfg: Any) -> int:
     else:
         print(f"reconnect: {message}")
     return EXIT_OK if done else EXIT_RETRY
+
+
+def _relay_explain(args: argparse.Namespace, cfg: Any) -> int:
+    """`relay explain`: each line through the watchdog's parser and decider, in words."""
+    # lazy: the relay code (~20 ms), for this command alone
+    import asyncio
+    import dataclasses
+
+    from ddnsagent.relay import explain  # lazy: see above
+    from ddnsagent.relay.settings import RelayConfig  # lazy: see above
+    from ddnsagent.store import Store  # lazy: see above
+
+    relay = cfg.relay
+    if args.host:
+        relay = dataclasses.replace(relay or RelayConfig(log="", host=""), host=args.host)
+    if relay is None:
+        _err(
+            f'{cfg.file}: no [relay] section — add one with host = "auth.gate-on.net" (the relay '
+            "as Postfix names it), or pass --host"
+        )
+        return EXIT_CONFIG
+    for text in args.address:
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            _err(f"--address {text!r} is not an IP address")
+            return EXIT_CONFIG
+    if not 1 <= args.last <= explain.MAX_LAST:
+        _err(f"--last {args.last}: give a number from 1 to {explain.MAX_LAST}")
+        return EXIT_CONFIG
+    if args.log is not None and args.lines:
+        _err("give lines as arguments or --log, not both")
+        return EXIT_CONFIG
+    if args.log == "-":
+        lines = explain.stdin_lines(args.last)
+    elif args.log is not None:
+        log_path = args.log or relay.log
+        if not log_path or log_path == "journal":
+            _err(
+                f"{cfg.file}: [relay] log is {relay.log!r}: give a file with --log FILE (for the "
+                "journal: journalctl -u postfix@- -o short --no-pager | ddnsagent relay explain "
+                "--log -)"
+            )
+            return EXIT_CONFIG
+        lines = explain.tail_lines(Path(log_path), args.last)
+    else:
+        lines = list(args.lines)
+    if not lines:
+        _err("no lines to explain: give them as arguments, or --log FILE")
+        return EXIT_CONFIG
+    situation, note = explain.situation_from_state(
+        Store.of(cfg.agent), args.address, not args.no_queue
+    )
+    explainer = explain.Explainer(relay, cfg.reconnect, situation)
+    rows = asyncio.run(explainer.explain(lines))
+    print(
+        f"relay {relay.host}: threshold = {relay.threshold} within window = "
+        f"{int(relay.window)}s; our addresses: {explain.ours_text(situation)}"
+    )
+    if note:
+        print(f"note: {note}")
+    sys.stdout.write(explain.render(rows))
+    return EXIT_OK
 
 
 def _reset(args: argparse.Namespace, cfg: Any) -> int:

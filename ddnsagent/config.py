@@ -43,6 +43,7 @@ class AgentConfig:
     lock_timeout: float = 120.0
     control_socket: Path | None = None  # default: see ddnsagent.control
     user_agent: str = USER_AGENT  # each [[provider]]'s own `user_agent` overrides it
+    debug_libraries: bool = False  # httpx/httpcore/apscheduler/tzlocal debug records too
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ def _parse_agent(t: Table) -> AgentConfig:
         lock_timeout=t.duration("lock_timeout", 120.0),
         control_socket=Path(t.string("control_socket")) if t.has("control_socket") else None,
         user_agent=read_user_agent(t, USER_AGENT) or USER_AGENT,
+        debug_libraries=t.boolean("debug_libraries", False),
     )
     if cfg.interval < 30:
         raise t.error(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -31,12 +32,12 @@ from ddnsagent import config as config_mod
 from ddnsagent import control as control_mod
 from ddnsagent import logsetup
 from ddnsagent.ctlclient import config_stamp
-from ddnsagent.errors import ConfigError, DdnsagentError
+from ddnsagent.errors import ConfigError, DdnsagentError, SecretUnavailable
 from ddnsagent.exitcodes import EXIT_CONFIG, EXIT_OK, EXIT_RETRY, EXIT_STOPPED
 from ddnsagent.outcome import SyncReport
 from ddnsagent.outputs import metrics, notify, sdnotify
 from ddnsagent.schedule import sync_trigger
-from ddnsagent.secrets import redact
+from ddnsagent.secrets import Secret, redact
 from ddnsagent.store import StateLock, Store
 from ddnsagent.sync import Agent, SyncOptions
 
@@ -92,6 +93,7 @@ class Daemon:
     # -- what the outside world hears ------------------------------------------------------------
 
     def _observe(self, report: SyncReport) -> None:
+        _log_detections(report)
         self.metrics.observe_sync(report)
         self.notifier.observe_sync(report)
         addresses = ", ".join(
@@ -162,12 +164,8 @@ class Daemon:
         except Exception:
             log.exception("sync failed unexpectedly; will try again at the next interval")
             return
-        for d in report.detections.values():
-            for note in d.notes:
-                (log.warning if d.conflict else log.info)("IPv%d: %s", d.family, note)
-        for t in report.targets:
-            if t.action not in ("unchanged",):
-                log.info("%s IPv%d: %s: %s", t.name, t.family, t.action, t.message)
+        # What was found and sent is logged once, where it happened: each send, failure and
+        # stop by the agent (sync.py), the detection by `_observe`, for every sync alike.
         await self._after_change(report)
 
     async def _after_change(self, report: Any) -> None:
@@ -217,6 +215,11 @@ class Daemon:
         )
         self.reconnected(outcome)
         return {"ok": outcome.done, "message": outcome.message}
+
+    def _on_sync_signal(self) -> None:
+        """SIGUSR1: say that it arrived (the sync it asks for may wait behind a running one)."""
+        log.info("SIGUSR1 received: syncing now")
+        self._trigger("signal")
 
     def _trigger(self, reason: str) -> None:
         """A sync as soon as possible. One may wait behind a running one (max_instances=2), so a
@@ -299,7 +302,8 @@ class Daemon:
             self._watch_relay()
         self._tasks.append(asyncio.ensure_future(self._start_outputs(old)))
         self.sd.ready(f"configuration reloaded; every {int(new.agent.interval)}s")
-        logsetup.set_level(new.agent.log_level)
+        logsetup.set_level(new.agent.log_level, new.agent.debug_libraries)
+        warn_unset_secrets(new, self.agent.unreadable)
         self._schedule(now=False)  # the new interval counts from here; the sync is below
         log.info("configuration reloaded from %s", self.path)
         self._tasks.append(asyncio.ensure_future(self._watch_interfaces()))
@@ -329,7 +333,7 @@ class Daemon:
         StateLock.give_up_waiting(False)
         # Handlers first: a signal that arrives during start-up must not kill the process.
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        loop.add_signal_handler(signal.SIGUSR1, self._trigger, "signal")
+        loop.add_signal_handler(signal.SIGUSR1, self._on_sync_signal)
         self._deadline.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_stop_signal)
@@ -342,6 +346,7 @@ class Daemon:
             int(a.jitter),
             a.state_dir,
         )
+        warn_unset_secrets(self.agent.config, self.agent.unreadable)
         socket_path = self.agent.config.agent.control_socket or control_mod.default_socket_path()
         server = None
         try:
@@ -424,6 +429,44 @@ class _ExitDeadline:
         said.start()
         said.join(0.5)
         os._exit(EXIT_OK)
+
+
+def _log_detections(report: SyncReport) -> None:
+    """One line per family that matters: no address found is a warning (nothing is sent for
+    it), so is a disagreement of the sources; sources that failed beside one that answered are
+    worth an info line."""
+    for family, d in sorted(report.detections.items()):
+        notes = "; ".join(d.notes)
+        if d.address is None:
+            log.warning(
+                "no IPv%d address found%s; nothing sent for IPv%d",
+                family,
+                f" ({notes})" if notes else "",
+                family,
+            )
+        elif notes:
+            log.info("IPv%d %s (from %s); besides: %s", family, d.address, d.source, notes)
+
+
+def warn_unset_secrets(cfg: config_mod.Config, said: dict[str, str]) -> None:
+    """At start and on reload: every secret the configuration names is read once, and one
+    that cannot be (an unset variable, a missing file or credential) is named now rather than
+    at the first update that needs it. `said` (the agent's `unreadable`) learns it, so the
+    sends that fail for it do not say it again."""
+    owners: list[tuple[str, str, Any]] = [("provider", p.name, p.secrets()) for p in cfg.providers]
+    owners += [
+        ("zone", z.name, [getattr(z, f.name) for f in dataclasses.fields(z)]) for z in cfg.zones
+    ]
+    for kind, name, secrets in owners:
+        for secret in secrets:
+            if not isinstance(secret, Secret):
+                continue
+            try:
+                secret.reveal()
+            except SecretUnavailable as exc:
+                log.warning("%s %s: %s; its updates fail until it is set", kind, name, exc)
+                if kind == "provider":
+                    said.setdefault(name, str(exc))  # the first is what a send meets
 
 
 def _masked(value: Any) -> Any:

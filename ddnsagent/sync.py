@@ -81,6 +81,10 @@ class Agent:
         # Zone applies abandoned at their limit whose thread has not ended yet, by zone name.
         self._applying: dict[str, Apart] = {}
         self._since: float | None = None  # monotonic start of the sync in progress
+        # A secret that cannot be read, as last logged per provider: said once as a warning
+        # (by the daemon at start, or at the first send), then at debug until it changes or
+        # a send goes through.
+        self.unreadable: dict[str, str] = {}
 
     async def sync(self, options: SyncOptions) -> SyncReport:
         """One sync at a time in this process, and one across processes via the state lock."""
@@ -233,6 +237,11 @@ class Agent:
                 ) from None
         except SecretUnavailable as exc:
             entry.action, entry.message, entry.fix = "config", str(exc), _fix_of(exc)
+            said = self.unreadable.get(name) == entry.message
+            (log.debug if said else log.warning)(
+                "%s: IPv%d not sent: %s — %s", name, family, entry.message, entry.fix
+            )
+            self.unreadable[name] = entry.message
             return
         except FatalAnswer as exc:
             # Answers are quoted in messages and kept in the state, which `status` prints from
@@ -258,6 +267,7 @@ class Agent:
         unconfirmed = getattr(provider, "unconfirmed", None)
         target.sent[family] = Sent(str(address), time.time(), unconfirmed)
         target.backoff.pop(family, None)
+        self.unreadable.pop(name, None)
         entry.action, entry.message = "sent", redact(f"{why}: {message}")
         log.info("%s: IPv%d %s sent (%s)", name, family, address, entry.message)
         # Names the service refused one by one (the rest of the batch went through).

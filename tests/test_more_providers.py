@@ -82,7 +82,7 @@ def debug_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     names = ("httpx", "httpcore", "apscheduler", "asyncio")
     saved = (list(root.handlers), root.level, {n: logging.getLogger(n).level for n in names})
     out = io.StringIO()
-    logsetup.setup("debug", out)
+    logsetup.setup("debug", out, libraries=True)  # httpx's own records, which carry the URL
     yield out
     for handler in list(root.handlers):
         root.removeHandler(handler)

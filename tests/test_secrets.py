@@ -72,7 +72,8 @@ def dyn() -> Iterator[Dyndns2Server]:
 def three_sources(
     tmp_path: Path, echo: EchoServer, mydns: MyDNSServer, dyn: Dyndns2Server, timeout: str = "5s"
 ) -> Path:
-    """A debug-level configuration with a password from a file, one inline, one from $PW_VAR."""
+    """A debug-level configuration (the libraries' debug records too) with a password from a
+    file, one inline, one from $PW_VAR."""
     secret_file = private_file(tmp_path / "mydns.secret", FILE_PW)
     providers = (
         mydns_provider(mydns.notify_url, "by-file", f'password_file = "{secret_file}"', FILE_ID)
@@ -81,7 +82,11 @@ def three_sources(
         f'hostnames = ["{HOST}"]\nusername = "{ENV_USER}"\npassword_env = "{PW_VAR}"\n'
     )
     text = config_text(
-        tmp_path / "state", echo.echo_url, providers, agent='log_level = "debug"', timeout=timeout
+        tmp_path / "state",
+        echo.echo_url,
+        providers,
+        agent='log_level = "debug"\ndebug_libraries = true',
+        timeout=timeout,
     )
     return write_config(tmp_path, text)
 
@@ -95,7 +100,7 @@ def notify_now(config: Path, **env: str) -> tuple[int, str]:
 
 
 def assert_debug_was_on(output: str) -> None:
-    assert "DEBUG httpcore" in output, output  # httpcore speaks only at our debug level
+    assert "DEBUG httpcore" in output, output  # httpcore speaks only with debug_libraries
     assert "HTTP Request: GET" in output, output
 
 
@@ -186,7 +191,8 @@ def test_systemd_credential(tmp_path: Path, echo: EchoServer, mydns: MyDNSServer
     creds.mkdir(mode=0o700)
     private_file(creds / "mydns", CRED_PW, mode=0o400)
     providers = mydns_provider(mydns.notify_url, "cred", 'password_file = "cred:mydns"', CRED_ID)
-    text = config_text(tmp_path / "state", echo.echo_url, providers, agent='log_level = "debug"')
+    agent = 'log_level = "debug"\ndebug_libraries = true'
+    text = config_text(tmp_path / "state", echo.echo_url, providers, agent=agent)
     config = write_config(tmp_path, text)
 
     code, output = notify_now(config)

@@ -234,7 +234,7 @@ def debug_log() -> Iterator[io.StringIO]:
     saved = (list(root.handlers), root.level)
     levels = {n: logging.getLogger(n).level for n in ("httpx", "httpcore")}
     stream = io.StringIO()
-    logsetup.setup("debug", stream)
+    logsetup.setup("debug", stream, libraries=True)  # httpx's own records too
     yield stream
     root.handlers[:] = saved[0]
     root.setLevel(saved[1])

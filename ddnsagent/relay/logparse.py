@@ -35,6 +35,7 @@ __all__ = [
     "parse_line",
     "parse_queue_json",
     "relay_address",
+    "why_no_event",
 ]
 
 #: Postfix services whose ``QID: to=<…>, relay=…, status=…`` records are read. ``relay`` is the
@@ -335,6 +336,62 @@ def parse_journal_json(
         pid=pid,
     )
     return _parse_message(header, message, _relay(relay_host), patterns)
+
+
+def why_no_event(
+    line: str,
+    relay_host: str,
+    patterns: Sequence[re.Pattern[str]] = DEFAULT_RATE_PATTERNS,
+    *,
+    now: datetime | None = None,
+) -> str:
+    """Why `parse_line` finds no signal in `line`, in words for `ddnsagent relay explain`:
+    the first of the parser's own steps the line does not pass. Pure; never raises."""
+    if not isinstance(line, str) or len(line) > _MAX_LINE_CHARS:
+        return f"longer than {_MAX_LINE_CHARS} characters: not looked at"
+    line = line.removesuffix("\n").removesuffix("\r")
+    parsed = _parse_header(line, now)
+    if parsed is None:
+        return (
+            "no syslog header the parser knows (MON DD HH:MM:SS or an RFC 3339 time, then "
+            "HOST PROGRAM[PID]:)"
+        )
+    header, start = parsed
+    message = line[start:]
+    if len(message.encode("utf-8", errors="surrogatepass")) >= POSTFIX_RECORD_LIMIT:
+        return f"{POSTFIX_RECORD_LIMIT} bytes or longer: Postfix may have cut its real tail off"
+    name = _SYSLOG_NAME.fullmatch(header.syslog_name)
+    if name is None:
+        return f"written by {header.syslog_name!r}, not by a Postfix program (postfix/NAME)"
+    service = name["service"]
+    if service == "bounce":
+        return "a postfix/bounce line other than 'sender non-delivery notification'"
+    if service not in DELIVERY_SERVICES:
+        return (
+            f"postfix/{service} writes no delivery records; only smtp, relay, error and qmgr "
+            "tell how the relay treats us (smtpd's rejects concern mail coming in)"
+        )
+    relay = _relay(relay_host)
+    if relay is None:
+        return f"the relay host {relay_host!r} is not a host name or address"
+    record = _split_record(message)
+    if record is None:
+        return (
+            "not a delivery record Postfix writes (QUEUEID: to=<…>, relay=…, delay=…, "
+            "delays=…, dsn=…, status=… (reason)), or one a recipient address could imitate"
+        )
+    if record.reason is None:
+        return "the delivery record has no reason in parentheses"
+    if record.relay != "none":
+        field = _RELAY_FIELD.fullmatch(record.relay)
+        if field is None or not _is_relay(relay, field["name"], field["ip"]):
+            return f"relay={record.relay} is not the relay ({relay.name})"
+    if record.status == "sent":
+        return f"status=sent from postfix/{service}, not through the relay's smtp client"
+    return (
+        f"status={record.status}: the reason names another host than the relay ({relay.name}), "
+        "or is none the watchdog acts on (a refusal, an unanswered connection, TLS or SASL)"
+    )
 
 
 # --- header and timestamps ------------------------------------------------------------------

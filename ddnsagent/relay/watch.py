@@ -163,7 +163,7 @@ class RelayWatch:
             self._warn_problem(decision)
             return
         if decision.action == "recovered":
-            log.warning("relay recovered after %.1fs: %s", decision.duration, decision.reason)
+            log.info("relay recovered after %.1fs: %s", decision.duration, decision.reason)
             self._spawn(self._note_recovery(decision))
             return
         if self.action is not None and not self.action.done():
