@@ -848,6 +848,68 @@ def test_packaged_daemon_runs_on_debians_libraries(unpacked: Path, tmp_path: Pat
     assert zone_done.search(zone.read_text()), zone.read_text()
 
 
+def test_a_raw_tls_failure_is_a_clean_http_failure() -> None:
+    """httpx 0.23 with httpcore 0.16 (Debian 12) lets a failed TLS handshake out as a bare
+    ssl.SSLError instead of httpx.ConnectError; it must end as HTTPFailure (a message, no
+    traceback) like on newer versions."""
+    import asyncio
+    import ssl
+
+    import httpx
+
+    from ddnsagent import http
+    from ddnsagent.errors import HTTPFailure
+
+    def handshake(request: httpx.Request) -> httpx.Response:
+        raise ssl.SSLCertVerificationError(  # as the ssl module raises it: (errno, text)
+            1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed (_ssl.c:992)"
+        )
+
+    async def fetch() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handshake)) as client:
+            await http.fetch(client, "GET", "https://127.0.0.1/")
+
+    with pytest.raises(HTTPFailure, match=r"cannot connect: \[SSL: CERTIFICATE_VERIFY_FAILED\]"):
+        asyncio.run(fetch())
+
+
+ZONE_BIND_READS = (
+    "$TTL 300\r\n@ IN SOA ns hostmaster 1 3600 600 86400 300\r\n@ IN NS ns\r\n"
+    "ns IN 600 A 127.0.0.1\r\nwww IN 600 A 192.0.2.1\r\n"
+)
+
+
+def test_packaged_zone_editor_takes_what_bind_reads_on_debians_dnspython(unpacked: Path) -> None:
+    """A zone BIND loads (CRLF line ends, the class before the TTL) that Debian 12's
+    dnspython 2.3 cannot parse: the editor checks it by its own rescan instead of refusing it.
+    A zone that parses but is wrong (no NS) is still refused."""
+    python = debian_python()
+    script = (
+        "import datetime, ipaddress, sys\n"
+        "from ddnsagent.errors import ZoneEditError\n"
+        "from ddnsagent.zones.edit.editor import edit_zone\n"
+        "def run(text):\n"
+        "    return edit_zone(text, 'example.net.', ['www'],\n"
+        "        {4: [ipaddress.ip_address('203.0.113.7')]},\n"
+        "        today=datetime.date(2026, 11, 30), now=1_800_000_000)\n"
+        "print(ascii(run(sys.argv[1]).text))\n"
+        "try:\n"
+        "    run(sys.argv[2])\n"
+        "except ZoneEditError as exc:\n"
+        "    print('REFUSED', exc)\n"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(unpacked / "usr/lib/python3/dist-packages"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    no_ns = "$TTL 300\n@ IN SOA ns hostmaster 1 3600 600 86400 300\nwww IN A 192.0.2.1\n"
+    r = run([python, "-c", script, ZONE_BIND_READS, no_ns], env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "www IN 600 A 203.0.113.7\\r\\n" in r.stdout  # the line ends kept
+    assert "REFUSED" in r.stdout and "NS" in r.stdout.split("REFUSED", 1)[1]
+
+
 # -- README's test command (issue 13, item 12) ----------------------------------------------------
 
 
