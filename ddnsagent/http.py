@@ -141,6 +141,8 @@ async def fetch(
     **kwargs: object,
 ) -> Answer:
     """One request; the body is read up to `limit` bytes and refused beyond it."""
+    import ssl  # already imported by client(), which made `http`
+
     import httpx  # already imported by client(), which made `http`
 
     try:
@@ -160,6 +162,10 @@ async def fetch(
         raise HTTPFailure(f"cannot connect: {_reason(exc)}") from None
     except httpx.HTTPError as exc:
         raise HTTPFailure(f"{type(exc).__name__}: {_reason(exc)}") from None
+    except ssl.SSLError as exc:
+        # httpx 0.23 with httpcore 0.16 (Debian 12) lets a failed TLS handshake through
+        # unwrapped; newer ones raise ConnectError with it as the cause
+        raise HTTPFailure(f"cannot connect: {_reason(exc)}") from None
 
 
 def _reason(exc: BaseException) -> str:

@@ -32,6 +32,24 @@ SUDOERS = PACKAGING / "sudoers" / "ddnsagent"
 SYSUSERS = PACKAGING / "sysusers" / "ddnsagent.conf"
 POLKIT = PACKAGING / "polkit" / "50-ddnsagent-reconnect.rules"
 CHANGELOG = PACKAGING / "debian" / "changelog"
+CONTROL = PACKAGING / "debian" / "control"
+EXAMPLE = PACKAGING / "examples" / "flets-mydns"
+# What Debian 12 (bookworm) ships of the libraries ddnsagent needs (its package pages and
+# `apt-cache policy` on bookworm): the .deb and pyproject.toml must accept these (issue 13).
+BOOKWORM = {
+    "python3-httpx": "0.23.3-1",
+    "python3-tenacity": "8.2.1-1",
+    "python3-apscheduler": "3.9.1-2",
+    "python3-platformdirs": "2.6.0-1",
+    "python3-dnspython": "2.3.0-1+deb12u1",
+}
+PYPI_NAMES = {
+    "httpx": "python3-httpx",
+    "tenacity": "python3-tenacity",
+    "apscheduler": "python3-apscheduler",
+    "platformdirs": "python3-platformdirs",
+    "dnspython": "python3-dnspython",
+}
 HOST_UNITS = next(
     (
         p
@@ -549,6 +567,15 @@ PLACED = {
     ),
     "etc/ddnsagent/config.toml": ("-rw-r--r--", ROOT / "config.example.toml"),
     "usr/share/doc/ddnsagent/examples/sudo-reconnect.conf": ("-rw-r--r--", SUDO_DROPIN),
+    # the worked example (README.md points there)
+    **{
+        f"usr/share/doc/ddnsagent/examples/flets-mydns/{name}": (mode, EXAMPLE / name)
+        for name, mode in (
+            ("config.toml", "-rw-r--r--"),
+            ("ppp/ppp-reconnect", "-rwxr-xr-x"),
+            ("systemd/ddnsagent.service.d/flets-mydns.conf", "-rw-r--r--"),
+        )
+    },
     **{
         f"usr/share/doc/ddnsagent/examples/{p.name}": ("-rwxr-xr-x", p)
         for p in sorted((PACKAGING / "reconnect").iterdir())
@@ -639,3 +666,259 @@ def test_packaged_command_runs_on_debians_python(unpacked: Path) -> None:
     r = run([python, str(unpacked / "usr/bin/ddnsagent"), "check-config", str(config)], env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "configuration is valid" in r.stdout
+
+
+# -- Debian 12's libraries (issue 13, item 11) ----------------------------------------------------
+
+
+def upstream(version: str) -> tuple[int, ...]:
+    """`2.3.0-1+deb12u1` → (2, 3, 0): the upstream part, as numbers."""
+    return tuple(int(x) for x in version.split("-")[0].split("."))
+
+
+def allows(installed: tuple[int, ...], op: str, bound: str) -> bool:
+    b = upstream(bound)
+    n = max(len(installed), len(b))
+    a, b = installed + (0,) * (n - len(installed)), b + (0,) * (n - len(b))
+    return {
+        ">=": a >= b,
+        "<": a < b,
+        "<<": a < b,
+        "<=": a <= b,
+        ">": a > b,
+        ">>": a > b,
+        "==": a == b,
+        "=": a == b,
+        "!=": a != b,
+    }[op]
+
+
+def pyproject_bounds() -> dict[str, list[tuple[str, str]]]:
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    out: dict[str, list[tuple[str, str]]] = {}
+    for dep in deps:
+        found = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*(.*)", dep)
+        assert found, dep
+        name, spec = found.groups()
+        out[name.lower()] = [
+            (m.group(1), m.group(2))
+            for m in (
+                re.fullmatch(r"\s*(>=|<=|==|!=|<|>)\s*([\d.]+)\s*", s) for s in spec.split(",")
+            )
+            if m
+        ]
+    return out
+
+
+def control_bounds(text: str) -> dict[str, list[tuple[str, str]]]:
+    """`Depends:` of a control file → package → [(operator, version)]."""
+    found = re.search(r"^Depends:(.*(?:\n[ \t].*)*)", text, re.M)
+    assert found, text
+    out: dict[str, list[tuple[str, str]]] = {}
+    for item in found.group(1).replace("\n", " ").split(","):
+        for alt in item.split("|"):
+            m = re.fullmatch(r"\s*([a-z0-9.+-]+)\s*(?:\((<<|<=|=|>=|>>)\s*([^)\s]+)\))?\s*", alt)
+            if m and m.group(2):
+                out.setdefault(m.group(1), []).append((m.group(2), m.group(3)))
+            elif m:
+                out.setdefault(m.group(1), [])
+    return out
+
+
+def test_pyproject_bounds_accept_debian_12() -> None:
+    bounds = pyproject_bounds()
+    for name, package in PYPI_NAMES.items():
+        assert name in bounds, name
+        assert any(op == ">=" for op, _ in bounds[name]), f"{name}: no lower bound"
+        have = upstream(BOOKWORM[package])
+        for op, version in bounds[name]:
+            assert allows(have, op, version), f"{name}{op}{version} refuses bookworm's {have}"
+
+
+def test_control_names_the_pyproject_lower_bounds() -> None:
+    """packaging/debian/control and pyproject.toml say the same, both within Debian 12."""
+    control = control_bounds(CONTROL.read_text())
+    lower = {n: dict(b).get(">=") for n, b in pyproject_bounds().items()}
+    for name, package in PYPI_NAMES.items():
+        assert (">=", lower[name]) in control[package], (package, control[package])
+        for op, version in control[package]:
+            assert allows(upstream(BOOKWORM[package]), op, version), (package, op, version)
+
+
+def test_deb_depends_are_met_by_debian_12(unpacked: Path) -> None:
+    """What dh_python3 made of pyproject.toml and control, checked by dpkg's own comparison."""
+    dpkg = tool("dpkg", "dpkg")
+    ops = {">=": "ge", "<<": "lt", "<=": "le", ">>": "gt", "=": "eq"}
+    depends = control_bounds((unpacked / "DEBIAN/control").read_text())
+    for package, version in BOOKWORM.items():
+        assert package in depends, package
+        for op, bound in depends[package]:
+            r = run([dpkg, "--compare-versions", version, ops[op], bound])
+            assert r.returncode == 0, (
+                f"Depends {package} ({op} {bound}) refuses bookworm's {version}"
+            )
+
+
+def debian_python() -> str:
+    """/usr/bin/python3 with Debian's python3-* modules (not pip's copies in /usr/local)."""
+    python = "/usr/bin/python3"
+    probe = (
+        "import httpx, tenacity, apscheduler, platformdirs, dns, sys\n"
+        "for m in (httpx, tenacity, apscheduler, platformdirs, dns):\n"
+        "    print(m.__file__)\n"
+    )
+    r = run([python, "-I", "-c", probe]) if os.access(python, os.X_OK) else None
+    if r is None or r.returncode != 0:
+        pytest.skip(
+            "needs python3-httpx python3-tenacity python3-apscheduler "
+            "python3-platformdirs python3-dnspython"
+        )
+    outside = [f for f in r.stdout.split() if not f.startswith("/usr/lib/python3/dist-packages/")]
+    if outside:
+        pytest.skip(f"modules from outside Debian's packages shadow them: {outside}")
+    return python
+
+
+def test_packaged_daemon_runs_on_debians_libraries(unpacked: Path, tmp_path: Path) -> None:
+    """The installed files with Debian's python3 and python3-* modules only: `ddnsagent run`
+    (APScheduler's scheduler) detects an address, notifies a local MyDNS emulator (httpx),
+    keeps a zone file (dnspython), and stops on SIGTERM."""
+    from tests.fakes import MyDNSServer
+
+    python = debian_python()
+    address = "203.0.113.7"
+    secret = tmp_path / "mydns.secret"
+    secret.write_text("debian-twelve\n")
+    secret.chmod(0o600)
+    zone = tmp_path / "db.example.test"
+    zone.write_text(
+        "$TTL 300\n@ IN SOA ns hostmaster 1 3600 600 86400 300\n@ IN NS ns\n"
+        "ns IN A 127.0.0.1\n@ IN A 192.0.2.1\n"
+    )
+    with MyDNSServer({"mydns000001": "debian-twelve"}) as fake:
+        fake.pretend_peer = address  # the request leaves from 127.0.0.1, not the WAN
+        cfg = tmp_path / "config.toml"
+        cfg.write_text(
+            f'[agent]\nstate_dir = "{tmp_path / "state"}"\n'
+            f'control_socket = "{tmp_path / "control.sock"}"\n'
+            f'[detect]\nipv4 = ["command:/bin/echo {address}"]\naccept = "any"\n'
+            f'[[provider]]\nname = "home"\ntype = "mydns"\nmaster_id = "mydns000001"\n'
+            f'password_file = "{secret}"\nurl_ipv4 = "{fake.notify_url}"\n'
+            f'[[zone]]\nname = "z"\ntype = "zonefile"\npath = "{zone}"\n'
+            f'origin = "example.test"\nnames = ["@"]\ncheck = []\n'
+        )
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(unpacked / "usr/lib/python3/dist-packages"),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        log = tmp_path / "daemon.log"
+        with log.open("wb") as out:
+            daemon = subprocess.Popen(
+                [python, str(unpacked / "usr/bin/ddnsagent"), "run", "--config", str(cfg)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        try:
+            zone_done = re.compile(rf"^@\s+(?:\d+\s+)?(?:IN\s+)?A\s+{re.escape(address)}\s*$", re.M)
+
+            def done() -> bool:
+                notified = fake.address_of("mydns000001") == address
+                return (notified and bool(zone_done.search(zone.read_text()))) or (
+                    daemon.poll() is not None
+                )
+
+            wait_for(done, timeout=30.0)
+            assert daemon.poll() is None, log.read_text()
+            assert fake.address_of("mydns000001") == address, log.read_text()
+        finally:
+            daemon.terminate()
+            try:
+                code = daemon.wait(10)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait(10)
+                code = None
+    text = log.read_text()
+    assert code == 0, text
+    assert "Traceback" not in text, text
+    assert zone_done.search(zone.read_text()), zone.read_text()
+
+
+def test_a_raw_tls_failure_is_a_clean_http_failure() -> None:
+    """httpx 0.23 with httpcore 0.16 (Debian 12) lets a failed TLS handshake out as a bare
+    ssl.SSLError instead of httpx.ConnectError; it must end as HTTPFailure (a message, no
+    traceback) like on newer versions."""
+    import asyncio
+    import ssl
+
+    import httpx
+
+    from ddnsagent import http
+    from ddnsagent.errors import HTTPFailure
+
+    def handshake(request: httpx.Request) -> httpx.Response:
+        raise ssl.SSLCertVerificationError(  # as the ssl module raises it: (errno, text)
+            1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed (_ssl.c:992)"
+        )
+
+    async def fetch() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handshake)) as client:
+            await http.fetch(client, "GET", "https://127.0.0.1/")
+
+    with pytest.raises(HTTPFailure, match=r"cannot connect: \[SSL: CERTIFICATE_VERIFY_FAILED\]"):
+        asyncio.run(fetch())
+
+
+ZONE_BIND_READS = (
+    "$TTL 300\r\n@ IN SOA ns hostmaster 1 3600 600 86400 300\r\n@ IN NS ns\r\n"
+    "ns IN 600 A 127.0.0.1\r\nwww IN 600 A 192.0.2.1\r\n"
+)
+
+
+def test_packaged_zone_editor_takes_what_bind_reads_on_debians_dnspython(unpacked: Path) -> None:
+    """A zone BIND loads (CRLF line ends, the class before the TTL) that Debian 12's
+    dnspython 2.3 cannot parse: the editor checks it by its own rescan instead of refusing it.
+    A zone that parses but is wrong (no NS) is still refused."""
+    python = debian_python()
+    script = (
+        "import datetime, ipaddress, sys\n"
+        "from ddnsagent.errors import ZoneEditError\n"
+        "from ddnsagent.zones.edit.editor import edit_zone\n"
+        "def run(text):\n"
+        "    return edit_zone(text, 'example.net.', ['www'],\n"
+        "        {4: [ipaddress.ip_address('203.0.113.7')]},\n"
+        "        today=datetime.date(2026, 11, 30), now=1_800_000_000)\n"
+        "print(ascii(run(sys.argv[1]).text))\n"
+        "try:\n"
+        "    run(sys.argv[2])\n"
+        "except ZoneEditError as exc:\n"
+        "    print('REFUSED', exc)\n"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(unpacked / "usr/lib/python3/dist-packages"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    no_ns = "$TTL 300\n@ IN SOA ns hostmaster 1 3600 600 86400 300\nwww IN A 192.0.2.1\n"
+    r = run([python, "-c", script, ZONE_BIND_READS, no_ns], env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "www IN 600 A 203.0.113.7\\r\\n" in r.stdout  # the line ends kept
+    assert "REFUSED" in r.stdout and "NS" in r.stdout.split("REFUSED", 1)[1]
+
+
+# -- README's test command (issue 13, item 12) ----------------------------------------------------
+
+
+def test_readme_runs_ci_as_root_without_sudo() -> None:
+    """A root machine may have no sudo: README says "as root", and .ci/run calls no sudo."""
+    readme = (ROOT / "README.md").read_text()
+    tests = readme.split("\n## Tests\n", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"^bash \.ci/run\s+# as root$", tests, re.M), tests
+    assert "sudo" not in tests
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = [ln for ln in ci.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert not [ln for ln in commands if re.search(r"(^|[;&|(]\s*)sudo\s", ln.strip())]

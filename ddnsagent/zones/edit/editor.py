@@ -24,6 +24,7 @@ import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.version
 import dns.zone
 
 from ddnsagent.address import IPAddress
@@ -173,6 +174,12 @@ def edit_zone(
                 )
 
     expected = {(name, family): set(want) for name, _ in managed for family, want in wanted.items()}
+    if validate == "full" and _OLD_DNSPYTHON and not _parses(text, scan, zone_origin):
+        # dnspython before 2.4 (Debian 12 ships 2.3) does not parse every zone BIND reads: a
+        # class before the TTL (`www IN 600 A …`), CRLF line ends. A zone whose text it cannot
+        # parse even unedited is checked by the rescan instead (and by the zone's check
+        # command); a zone it parses but finds wrong (no NS, …) is still refused.
+        validate = "scan"
     if validate == "full":
         _validate_with_dnspython(
             text, planner.edits, scan, zone_origin, included.records, expected, new_serial
@@ -486,6 +493,19 @@ def _load(text: str, origin: dns.name.Name) -> dns.zone.Zone:
 
 
 _LOAD_ERRORS = (dns.exception.DNSException, KeyError, OSError, ValueError, UnicodeDecodeError)
+_OLD_DNSPYTHON = (dns.version.MAJOR, dns.version.MINOR) < (2, 4)
+
+
+def _parses(text: str, scan: Scan, origin: dns.name.Name) -> bool:
+    """Whether dnspython parses the zone as it is (before any edit): False only for a syntax
+    error; a zone that parses but does not load (no NS, …) counts as parsed."""
+    try:
+        _load(_without_includes(text, [], scan), origin)
+    except dns.exception.SyntaxError:
+        return False
+    except _LOAD_ERRORS:
+        return True
+    return True
 
 
 def _validate_with_dnspython(
