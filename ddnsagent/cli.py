@@ -162,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_relay_parser(cmd: Any) -> None:
     """`relay explain`: the watchdog's reading of mail-log lines, without an incident."""
     relay = cmd("relay", "the relay watchdog by hand: `relay explain` shows how it reads lines")
-    actions = relay.add_subparsers(dest="relay_command", required=True, metavar="ACTION")
+    actions = relay.add_subparsers(
+        dest="relay_command", required=True, metavar="ACTION", help="explain (the only one)"
+    )
     help_text = (
         "show, per mail-log line, what the parser saw and what the watchdog would do and why"
     )

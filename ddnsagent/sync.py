@@ -220,6 +220,7 @@ class Agent:
         missing = _unavailable(settings.secrets())
         if missing is not None:
             entry.action, entry.message, entry.fix = "config", str(missing), _fix_of(missing)
+            self._say_unreadable(name, family, entry)
             return
         if options.dry_run:
             entry.action = "dry-run"
@@ -237,11 +238,7 @@ class Agent:
                 ) from None
         except SecretUnavailable as exc:
             entry.action, entry.message, entry.fix = "config", str(exc), _fix_of(exc)
-            said = self.unreadable.get(name) == entry.message
-            (log.debug if said else log.warning)(
-                "%s: IPv%d not sent: %s — %s", name, family, entry.message, entry.fix
-            )
-            self.unreadable[name] = entry.message
+            self._say_unreadable(name, family, entry)
             return
         except FatalAnswer as exc:
             # Answers are quoted in messages and kept in the state, which `status` prints from
@@ -283,6 +280,14 @@ class Agent:
             )
             entry.fix = f"{fix}, then run `ddnsagent reset {name}`"
         store.checkpoint()
+
+    def _say_unreadable(self, name: str, family: int, entry: TargetReport) -> None:
+        """An unreadable secret is a warning the first time, debug detail while it stays so."""
+        said = self.unreadable.get(name) == entry.message
+        (log.debug if said else log.warning)(
+            "%s: IPv%d not sent: %s — %s", name, family, entry.message, entry.fix
+        )
+        self.unreadable[name] = entry.message
 
     async def _send_with_retries(
         self, cfg: Config, provider: Provider, family: int, address: IPAddress

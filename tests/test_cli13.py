@@ -160,7 +160,12 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 
 # What each command needs besides its options, to parse.
-REQUIRED = {"reset": ["dd"], "acme-hook": ["mydns", "--auth"], "hook": ["ip-up"]}
+REQUIRED = {
+    "reset": ["dd"],
+    "acme-hook": ["mydns", "--auth"],
+    "hook": ["ip-up"],
+    "relay": ["explain"],
+}
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -285,7 +290,7 @@ def test_a_weak_password_keeps_messages_whole_and_a_real_token_stays_hidden(
             f'[[provider]]\nname = "duck"\ntype = "duckdns"\ndomains = ["myhome"]\n'
             f'url = "{duck.update_url}"\ntoken_env = "DDNSAGENT_TEST13_TOKEN"\n'
         )
-        path = config_file(tmp_path, tables, agent='log_level = "debug"')
+        path = config_file(tmp_path, tables, agent='log_level = "debug"\ndebug_libraries = true')
         env = child_env(**{PW_VAR: weak, "DDNSAGENT_TEST13_TOKEN": DUCK_TOKEN})
         run = ddnsagent("notify-now", "--local", "--config", path, "--address", ADDR, env=env)
         out = run.stdout + run.stderr

@@ -113,12 +113,13 @@ def test_check_config_accepts_the_example_under_its_credential(tmp_path: Path) -
     r = check_config(path, {**base, "CREDENTIALS_DIRECTORY": str(credentials(tmp_path))})
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"{path}: configuration is valid" in r.stdout
-    assert "provider mydns: mydns, IPv4" in r.stdout
+    assert "[[provider]] mydns mydns, IPv4" in r.stdout
     assert "warning" not in r.stdout + r.stderr
     assert SECRET not in r.stdout + r.stderr
     # without the credential (run by hand, outside the unit) the secret is named as missing
     bare = check_config(path, base)
-    assert "cred:mydns needs $CREDENTIALS_DIRECTORY" in bare.stdout + bare.stderr
+    assert "cred:mydns is read from systemd's $CREDENTIALS_DIRECTORY" in bare.stdout
+    assert "LoadCredential=mydns:" in bare.stdout
 
 
 def test_example_settings_agree_with_the_units_and_main_cf(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -253,15 +252,3 @@ def test_the_command_explains_arguments_and_the_tail_of_a_log(tmp_path: Path) ->
     run = ddnsagent("relay", "explain", "--config", bare, TOO_MUCH)
     assert run.returncode == 2 and "no [relay] section" in run.stderr
     assert "Traceback" not in run.stderr
-
-
-def test_the_copy_matches_the_shared_sample_file() -> None:
-    sample = Path(__file__).resolve().parents[3] / "shared/samples/postfix-relay-lines.txt"
-    if not sample.exists() or not os.access(sample, os.R_OK):
-        pytest.skip(f"{sample} is not here (the lines above are its copy)")
-    lines = [
-        line
-        for line in sample.read_text(encoding="utf-8").splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    assert lines == [line for line, *_ in SAMPLES]
