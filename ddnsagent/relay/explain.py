@@ -11,6 +11,7 @@ this, reading the queue once (`[relay] queue`) when the first such decision come
 from __future__ import annotations
 
 import collections
+import errno
 import os
 import stat
 import sys
@@ -83,8 +84,10 @@ def tail_lines(path: Path, last: int) -> list[str]:
     from its end (at most MAX_READ bytes); ConfigError naming the file and the fix if it
     cannot be read."""
     try:
-        # Non-blocking: a FIFO given by mistake must not hang the command at the open.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        # Non-blocking: a FIFO given by mistake must not hang the command at the open. No
+        # symlink followed: root runs this on logs in directories a log group may write, and a
+        # planted link would have root print another file's lines.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
         with os.fdopen(fd, "rb") as f:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise ConfigError(path, "", "is not a regular file", "give the mail log file")
@@ -101,6 +104,10 @@ def tail_lines(path: Path, last: int) -> list[str]:
     except IsADirectoryError:
         raise ConfigError(path, "", "is a directory", "give the mail log file") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(
+                path, "", "is a symbolic link, not followed", "give the log file itself"
+            ) from None
         raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
 
 

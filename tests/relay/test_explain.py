@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ddnsagent.errors import ConfigError
 from ddnsagent.relay.explain import Explainer, Situation, shown, tail_lines
 from ddnsagent.relay.settings import ReconnectConfig, RelayConfig
 from tests.conftest import ddnsagent, write_config
@@ -225,6 +226,18 @@ def test_tail_lines_reads_the_last_lines_from_the_end(tmp_path: Path) -> None:
     assert tail_lines(log, 3) == ["line 49997", "line 49998", "line 49999"]
     with pytest.raises(Exception, match="no such file"):
         tail_lines(tmp_path / "missing.log", 3)
+
+
+def test_a_planted_symlink_is_not_followed(tmp_path: Path) -> None:
+    """Someone who may write the log directory swaps the log for a link to a secret file:
+    `relay explain` (run by root) refuses it and prints none of the target's lines."""
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$not-for-you:19000:0:99999:7:::\n")
+    log = tmp_path / "mail.log"
+    log.symlink_to(secret)
+    with pytest.raises(ConfigError) as caught:
+        tail_lines(log, 3)
+    assert "symbolic link" in str(caught.value) and "not-for-you" not in str(caught.value)
 
 
 def test_the_command_explains_arguments_and_the_tail_of_a_log(tmp_path: Path) -> None:
