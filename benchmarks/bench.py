@@ -43,6 +43,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from procfs import kib
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 VENV = Path(os.environ.get("BENCH_VENV", REPO / ".venv"))
@@ -117,18 +119,12 @@ def sh(*cmd: str, check: bool = True, timeout: float = 30.0) -> str:
 
 
 def status_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
+    return kib(Path(f"/proc/{pid}/status"), key)
 
 
 def rollup_kib(pid: int, key: str) -> int:
     """A field of /proc/PID/smaps_rollup: Pss shares shared pages out, Private_* are its own."""
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
+    return kib(Path(f"/proc/{pid}/smaps_rollup"), key)
 
 
 def cpu_ticks(pid: int) -> float:

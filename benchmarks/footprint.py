@@ -27,6 +27,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from procfs import kib
+
 HERE = Path(__file__).resolve().parent
 USER, PASSWORD = "bench", "bench-secret"
 SYNCS = 100
@@ -62,13 +64,6 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=5)
-
-
-def proc_kib(path: Path, key: str) -> int:
-    for line in path.read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(f"{key} not in {path}")
 
 
 @dataclass
@@ -227,10 +222,10 @@ def measure_daemon(rev: Rev, srv: Server, run_no: int) -> dict[str, float]:
             raise RuntimeError(f"{missed} of {SYNCS} syncs never reached the server (or it died)")
         time.sleep(1)
         status, rollup = Path(f"/proc/{proc.pid}/status"), Path(f"/proc/{proc.pid}/smaps_rollup")
-        private = proc_kib(rollup, "Private_Clean") + proc_kib(rollup, "Private_Dirty")
+        private = kib(rollup, "Private_Clean") + kib(rollup, "Private_Dirty")
         return {
-            f"daemon after {SYNCS} syncs: VmRSS (MiB)": proc_kib(status, "VmRSS") / 1024,
-            f"daemon after {SYNCS} syncs: Pss (MiB)": proc_kib(rollup, "Pss") / 1024,
+            f"daemon after {SYNCS} syncs: VmRSS (MiB)": kib(status, "VmRSS") / 1024,
+            f"daemon after {SYNCS} syncs: Pss (MiB)": kib(rollup, "Pss") / 1024,
             f"daemon after {SYNCS} syncs: Private_Clean+Private_Dirty (MiB)": private / 1024,
             f"daemon: syncs that reached the server (of {SYNCS})": SYNCS - missed,
         }

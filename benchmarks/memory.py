@@ -35,6 +35,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from procfs import kib  # noqa: E402
+
 from tests.fakes.mydns import MyDNSServer  # noqa: E402
 
 HEAVY = {"lexicon", "apprise", "click", "rich", "pygments", "yaml", "requests", "urllib3"}
@@ -145,13 +147,6 @@ def sync_n(proc: subprocess.Popen[bytes], server: MyDNSServer, work: Path, n: in
         time.sleep(0.05)  # the zone apply and the state save follow the request
     time.sleep(1.0)
     return reached
-
-
-def kib(path: Path, key: str) -> int:
-    for line in path.read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(f"{key} not in {path}")
 
 
 def measure(venv: Path, syncs: int, env: dict[str, str]) -> dict[str, object]:
