@@ -317,12 +317,21 @@ def test_a_long_body_is_cut_to_what_the_service_keeps(hc: HealthchecksServer) ->
     hc.body_limit = 300
     beat = beat_for(hc.ping_url(CHECK), "healthchecks")
     many = [(f"target-{n}", "failed") for n in range(60)]
-    run(one_sync(beat, report(("first", "sent"))))  # learns Ping-Body-Limit
-    beat = beat_for(hc.ping_url(CHECK), "healthchecks")
-    beat._body_limit = 300  # as learnt by the first; a new instance starts from BODY_LIMIT
-    run(one_sync(beat, report(*many)))
+
+    async def two_syncs() -> None:
+        for outcome in (report(("first", "sent")), report(*many)):  # the first learns the limit
+            beat.sync_started("schedule")
+            beat.observe_sync(outcome)
+            for _ in range(500):
+                await asyncio.sleep(0.01)
+                if beat._worker is not None and beat._worker.done():
+                    break
+        await beat.aclose(5)
+
+    run(two_syncs())
+    assert [p.kind for p in hc.pings] == ["start", "success", "start", "fail"]
     assert hc.violations == []
-    assert 0 < len(hc.pings[-1].body) <= 300
+    assert 250 < len(hc.pings[-1].body) <= 300
 
 
 def test_uptime_kuma_up_and_down_and_no_start(kuma: UptimeKumaServer) -> None:
@@ -437,12 +446,16 @@ def test_the_url_never_reaches_a_log_line_not_even_httpx_debug(
     try:
         run(one_sync(beat_for(hc.ping_url(CHECK), "healthchecks"), report(("dyn", "failed"))))
         run(one_sync(beat_for(kuma.push_url(TOKEN), "uptime-kuma"), report(("dyn", "sent"))))
+        plain = f"{hc.url}/beat/Plain-Secret-77?key=AnotherSecret88"
+        run(one_sync(beat_for(plain, "plain"), report(("dyn", "sent"))))
     finally:
         logsetup.setup("warning", io.StringIO())
     text = stream.getvalue()
     assert "HTTP Request: POST" in text and "HTTP Request: GET" in text  # httpx did speak
     assert "httpcore" in text
     assert CHECK not in text and TOKEN not in text and "***" in text
+    assert "Plain-Secret-77" not in text and "AnotherSecret88" not in text
+    assert "heartbeat up ping to plain at 127.0.0.1 failed: HTTP 404" in text
     assert len(hc.pings) == 2 and len(kuma.beats) == 1
 
 

@@ -132,7 +132,7 @@ def judge(preset: str, status: int, body: str) -> tuple[bool, str]:
     if preset == "healthchecks":
         # 200 "OK"; 201 "Created" for a slug auto-provisioned with create=1; 404 "not found"
         # (no such check), 409 "ambiguous slug", 400 "invalid url format" / "invalid uuid format"
-        if status in (200, 201) and (text.startswith("OK") or text == "Created"):
+        if (status, text) in ((200, "OK"), (201, "Created")):
             return True, text[:SHOWN]
         return False, _refusal(status, text)
     if preset == "uptime-kuma":

@@ -128,18 +128,26 @@ def detect_preset(url: str) -> str | None:
 
 def register_url(url: str) -> None:
     """Mask the URL and every part of it that authorises a ping — the check's UUID or ping key,
-    the push token, a plain URL's path and query values — in every form it travels in."""
+    the push token; of a URL of no known form, its path and query values — in every form it
+    travels in (a URL percent-encodes it)."""
     register(url)
     parts = urlsplit(url)
-    path = parts.path.strip("/")
-    for piece in path.split("/"):
-        if len(piece) >= 8:  # a UUID, ping key or token; short words like "ping" stay readable
-            register_query_value(piece)
-    if path:
-        register_query_value(path)
-    for _, value in parse_qsl(parts.query):
-        if len(value) >= 8:
-            register_query_value(value)
+    path = parts.path.rstrip("/")
+    secrets: list[str] = []
+    hc = _HC_PATH.fullmatch(path)
+    check = hc.group("check") if hc else path.lstrip("/")
+    hc_check = _HC_CHECK.fullmatch(check)
+    kuma = _KUMA_PATH.fullmatch(path)
+    if hc_check is not None and (hc or (parts.hostname or "").lower() == HC_HOST):
+        secrets += [check, hc_check.group("uuid") or hc_check.group("key")]
+    elif kuma is not None:
+        secrets.append(kuma.group("token"))
+    else:  # a plain URL: whatever in it may be the secret
+        secrets += [piece for piece in path.split("/") if len(piece) >= 8]
+        secrets += [path.strip("/")] if path.strip("/") else []
+        secrets += [value for _, value in parse_qsl(parts.query) if len(value) >= 8]
+    for secret in secrets:
+        register_query_value(secret)
 
 
 def describe(url: str, preset: str) -> str:
