@@ -325,9 +325,36 @@ def _notify_now(args: argparse.Namespace, cfg: Any) -> int:
     options = SyncOptions(
         reason="command", force=args.force, dry_run=args.dry_run, addresses=addresses or None
     )
-    result = asyncio.run(Agent(cfg).sync(options))
+    result = asyncio.run(_sync_once(Agent(cfg), cfg, options))
     report.print_sync(result, sys.stdout, args.json)
     return result.exit_code
+
+
+async def _sync_once(agent: Any, cfg: Any, options: Any) -> SyncReport:
+    """One sync by notify-now; with [heartbeat] (not for a dry run) its pings go out before
+    this returns, as the daemon's would, each within [heartbeat] timeout."""
+    if cfg.heartbeat is None or options.dry_run:
+        result: SyncReport = await agent.sync(options)
+        return result
+    # lazy: the pinger and the store's writer, for a local notify-now with [heartbeat] alone
+    from ddnsagent.outputs.heartbeat import Heartbeat, PingResult
+    from ddnsagent.store import Store, note_heartbeat  # lazy: as above
+
+    store = Store.of(cfg.agent)
+
+    def record(ping: PingResult, preset: str) -> None:
+        with store.edit() as state:
+            note_heartbeat(state, ping.time, ping.kind, ping.ok, ping.result, preset)
+
+    beat = Heartbeat.from_config(cfg.heartbeat, user_agent=cfg.agent.user_agent, record=record)
+    agent.on_start.append(beat.sync_started)
+    agent.on_report.append(beat.observe_sync)
+    agent.on_failure.append(beat.sync_failed)
+    try:
+        result = await agent.sync(options)
+    finally:
+        await beat.aclose(beat.drain_limit())
+    return result
 
 
 def _given_addresses(args: argparse.Namespace, file: Path, detect: Any) -> dict[int, Any] | int:
@@ -481,6 +508,7 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
         if kept.result == "failed":
             codes.append(EXIT_FOR["failed"])
     code = max(codes)
+    beat = _heartbeat_status(cfg, state)
     if args.json:
         out = {
             "schema": STATUS_SCHEMA,
@@ -489,6 +517,7 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
             "zones": zones,
             "relay": relay,
         }
+        out["heartbeat"] = beat
         json.dump(out, sys.stdout, indent=2)
         print()
         return code
@@ -523,7 +552,23 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
         )
     if relay is not None:
         _print_relay(relay)
+    if cfg.heartbeat is not None:
+        # lazy: the [heartbeat] section's module is loaded already when it is configured
+        from ddnsagent.outputs.heartbeat_settings import status_lines
+
+        for line in status_lines(beat, _ts):
+            print(line)
     return code
+
+
+def _heartbeat_status(cfg: Any, state: Any) -> dict[str, Any] | None:
+    """`status`'s heartbeat object (README: `status --json`); None without [heartbeat]."""
+    if cfg.heartbeat is None:
+        return None
+    # lazy: the [heartbeat] section's module is loaded already when it is configured
+    from ddnsagent.outputs.heartbeat_settings import status_json
+
+    return status_json(cfg.heartbeat, state.heartbeat)
 
 
 # The objects of `status --json` (README), keys in the order the file always had them in.

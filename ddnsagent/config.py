@@ -24,6 +24,7 @@ from ddnsagent.providers.base import Common, read_user_agent
 from ddnsagent.table import Table
 
 if TYPE_CHECKING:  # the optional sections' types; their modules load when a section is there
+    from ddnsagent.outputs.heartbeat_settings import HeartbeatConfig
     from ddnsagent.outputs.metrics_settings import MetricsConfig
     from ddnsagent.outputs.notify_settings import NotifyConfig
     from ddnsagent.relay.settings import ReconnectConfig, RelayConfig
@@ -57,6 +58,7 @@ class Config:
     zones: tuple[ZoneCommon, ...] = ()  # each backend's Settings, see ddnsagent.zones.registry
     metrics: MetricsConfig | None = None
     notify: NotifyConfig | None = None
+    heartbeat: HeartbeatConfig | None = None
 
     @property
     def families(self) -> list[int]:
@@ -145,6 +147,12 @@ def parse(data: dict[str, Any], path: Path) -> Config:
         from ddnsagent.outputs.notify_settings import parse_notify  # lazy: only with [notify]
 
         notify = parse_notify(top.table("notify"))
+    heartbeat = None
+    if top.has("heartbeat"):
+        # lazy: only with [heartbeat]
+        from ddnsagent.outputs.heartbeat_settings import parse_heartbeat
+
+        heartbeat = parse_heartbeat(top.table("heartbeat"))
     top.finish()
     return Config(
         path,
@@ -156,6 +164,7 @@ def parse(data: dict[str, Any], path: Path) -> Config:
         tuple(zones),
         metrics,
         notify,
+        heartbeat=heartbeat,
     )
 
 

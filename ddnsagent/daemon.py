@@ -35,10 +35,10 @@ from ddnsagent.ctlclient import config_stamp
 from ddnsagent.errors import ConfigError, DdnsagentError, SecretUnavailable
 from ddnsagent.exitcodes import EXIT_CONFIG, EXIT_OK, EXIT_RETRY, EXIT_STOPPED
 from ddnsagent.outcome import SyncReport
-from ddnsagent.outputs import metrics, notify, sdnotify
+from ddnsagent.outputs import heartbeat, metrics, notify, sdnotify
 from ddnsagent.schedule import sync_trigger
 from ddnsagent.secrets import Secret, redact
-from ddnsagent.store import StateLock, Store
+from ddnsagent.store import StateLock, Store, note_heartbeat
 from ddnsagent.sync import Agent, SyncOptions
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,16 @@ class Daemon:
         self.sd = sdnotify.Notifier.from_env(unset=True)
         self.metrics = metrics.Metrics()
         self.notifier = notify.Notifier()  # disabled until [notify] is loaded
+        # Read here, not with the other outputs: the first sync may start before those load.
+        self.heartbeat = heartbeat.Heartbeat.from_config(
+            cfg.heartbeat, user_agent=cfg.agent.user_agent, record=self._record_heartbeat
+        )
         self._metrics_server: Any = None
         self._textfile: asyncio.Future[None] | None = None
         self._flush: asyncio.Future[None] | None = None  # the mail queue's flush after a change
         self.agent.on_report.append(self._observe)
+        self.agent.on_start.append(lambda reason: self.heartbeat.sync_started(reason))
+        self.agent.on_failure.append(lambda error: self.heartbeat.sync_failed(error))
         self._deadline = _ExitDeadline(EXIT_WITHIN)
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -96,6 +102,7 @@ class Daemon:
         _log_detections(report)
         self.metrics.observe_sync(report)
         self.notifier.observe_sync(report)
+        self.heartbeat.observe_sync(report)
         addresses = ", ".join(
             f"IPv{f} {d.address}" for f, d in sorted(report.detections.items()) if d.address
         )
@@ -150,6 +157,18 @@ class Daemon:
             self.notifier = notify.Notifier()
         if previous is not self.notifier:
             previous.close()
+        if old is not None and old.heartbeat is not cfg.heartbeat:
+            before = self.heartbeat
+            self.heartbeat = heartbeat.Heartbeat.from_config(
+                cfg.heartbeat, user_agent=cfg.agent.user_agent, record=self._record_heartbeat
+            )
+            # the pings of the old one still queued may go out, bounded by its own timeout
+            self._tasks.append(asyncio.ensure_future(before.aclose(before.timeout)))
+
+    def _record_heartbeat(self, result: heartbeat.PingResult, preset: str) -> None:
+        """In a worker thread: the ping's result in the state, for `status`."""
+        with Store.of(self.agent.config.agent).edit() as state:
+            note_heartbeat(state, result.time, result.kind, result.ok, result.result, preset)
 
     async def tick(self, reason: str = "schedule") -> None:
         """One scheduled sync; a failure is logged and the schedule goes on."""
@@ -372,7 +391,9 @@ class Daemon:
         self.sd.stopping()
         if self._metrics_server is not None:
             self._metrics_server.close()
-        await self.notifier.aclose(NOTIFY_CLOSE)
+        await asyncio.gather(
+            self.notifier.aclose(NOTIFY_CLOSE), self.heartbeat.aclose(NOTIFY_CLOSE)
+        )
         if server is not None:
             server.close()
             with contextlib.suppress(OSError):

@@ -172,6 +172,34 @@ class Relay:
 
 
 @dataclass
+class HeartbeatRecord:
+    """The last heartbeat ping (`[heartbeat]`): when, which kind (start, up, fail), whether the
+    service accepted it and its answer; the last accepted one, and since when none is."""
+
+    time: float
+    kind: str
+    ok: bool
+    result: str
+    preset: str | None = None
+    last_ok: float | None = None
+    failing_since: float | None = None
+
+
+def note_heartbeat(
+    state: AgentState, at: float, kind: str, ok: bool, result: str, preset: str | None
+) -> None:
+    """Record one ping in `state`; one older than what is kept changes nothing."""
+    before = state.heartbeat
+    if before is not None and before.time > at:
+        return
+    last_ok = at if ok else (before.last_ok if before else None)
+    failing_since = None
+    if not ok:
+        failing_since = before.failing_since if before and before.failing_since else at
+    state.heartbeat = HeartbeatRecord(at, kind, ok, result[:500], preset, last_ok, failing_since)
+
+
+@dataclass
 class AgentState:
     """The whole state; `salt` keys the fingerprints, so they say nothing outside this file."""
 
@@ -181,6 +209,7 @@ class AgentState:
     zones: dict[str, ZoneRecord] = field(default_factory=dict)
     relay: Relay = field(default_factory=Relay)
     extra: dict[str, Any] = field(default_factory=dict)
+    heartbeat: HeartbeatRecord | None = None
 
     def target(self, name: str) -> Target:
         """The target's record, created empty on first use."""
@@ -282,6 +311,9 @@ def _parse(data: dict[str, Any], check: _Checker) -> AgentState:
             state.zones[name] = zone
     if "relay" in data:
         state.relay = _parse_relay(data["relay"], check)
+    state.extra.pop("heartbeat", None)  # its own record, not a key of a newer version
+    if data.get("heartbeat") is not None:
+        state.heartbeat = _parse_heartbeat(data["heartbeat"], check)
     salt = data.get("salt")
     try:
         if not isinstance(salt, str) or len(bytes.fromhex(salt)) < 16:
@@ -417,6 +449,34 @@ def _parse_relay(raw: Any, check: _Checker) -> Relay:
     return relay
 
 
+def _parse_heartbeat(raw: Any, check: _Checker) -> HeartbeatRecord | None:
+    spec = {
+        "time": _NUMBER,
+        "kind": (str,),
+        "ok": (bool,),
+        "result": (str,),
+        "preset": _OPT_STR,
+        "last_ok": _OPT_NUMBER,
+        "failing_since": _OPT_NUMBER,
+    }
+    f = check.record(raw, "heartbeat", spec)
+    return HeartbeatRecord(**f) if f is not None else None
+
+
+def _heartbeat_json(h: HeartbeatRecord) -> dict[str, Any]:
+    return _without_none(
+        {
+            "time": h.time,
+            "kind": h.kind,
+            "ok": h.ok,
+            "result": h.result,
+            "preset": h.preset,
+            "last_ok": h.last_ok,
+            "failing_since": h.failing_since,
+        }
+    )
+
+
 def _without_none(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if v is not None}
 
@@ -446,6 +506,8 @@ def to_json(state: AgentState) -> dict[str, Any]:
     relay = _relay_json(state.relay)
     if relay:
         out["relay"] = relay
+    if state.heartbeat is not None:
+        out["heartbeat"] = _heartbeat_json(state.heartbeat)
     return out
 
 

@@ -78,6 +78,10 @@ class Agent:
         # Called with every real sync's report (metrics, notifications, systemd status); here
         # and not in the daemon, because the relay watchdog syncs through the agent directly.
         self.on_report: list[Callable[[SyncReport], None]] = []
+        # Called before every real sync with its reason, and with the error of one that raised
+        # instead of producing a report (the heartbeat's /start and failure form).
+        self.on_start: list[Callable[[str], None]] = []
+        self.on_failure: list[Callable[[str], None]] = []
         # Zone applies abandoned at their limit whose thread has not ended yet, by zone name.
         self._applying: dict[str, Apart] = {}
         self._since: float | None = None  # monotonic start of the sync in progress
@@ -91,10 +95,16 @@ class Agent:
         async with self._running:
             cfg = self.config
             store = Store.of(cfg.agent)
+            if not options.dry_run:
+                _tell(self.on_start, options.reason)
             self._since = time.monotonic()
             try:
                 async with store.edit_async(save=not options.dry_run) as state:
                     report = await self._sync_locked(cfg, store, state, options)
+            except Exception as exc:
+                if not options.dry_run:
+                    _tell(self.on_failure, redact(str(exc)) or type(exc).__name__)
+                raise
             finally:
                 self._since = None
         if not options.dry_run:
@@ -500,6 +510,15 @@ class _DaemonWorkers(concurrent.futures.ThreadPoolExecutor):
         if wait:
             for thread in self._started:
                 thread.join()
+
+
+def _tell(observers: list[Callable[[str], None]], what: str) -> None:
+    """Each observer hears `what`; one that fails is logged, never the sync's problem."""
+    for observer in observers:
+        try:
+            observer(what)
+        except Exception:
+            log.exception("a sync observer failed")
 
 
 def detect_limit(cfg: Config, family: int) -> float:
