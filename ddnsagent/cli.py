@@ -156,7 +156,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="give up after this many seconds (30)",
     )
     _add_relay_parser(cmd)
+    _add_history_parser(cmd)
     return p
+
+
+def _add_history_parser(cmd: Any) -> None:
+    """`history`: the addresses held, with the relay's incidents on the same time line."""
+    c = cmd(
+        "history",
+        "the addresses held (when, where from, which targets got them) and the relay's "
+        "incidents and reconnects, oldest first",
+        json=True,
+    )
+    c.add_argument("--family", type=int, choices=[4, 6], help="only IPv4 or only IPv6")
+    c.add_argument(
+        "--since",
+        metavar="DATE",
+        help="from this date or date-time on (YYYY-MM-DD[ HH:MM[:SS]], local time unless "
+        "followed by an offset such as +09:00)",
+    )
+    c.add_argument(
+        "--at",
+        metavar="DATETIME",
+        help="only the address held at this moment (same forms as --since)",
+    )
 
 
 def _add_relay_parser(cmd: Any) -> None:
@@ -297,6 +320,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _reconnect(args, cfg)
     if args.command == "relay":
         return _relay_explain(args, cfg)
+    if args.command == "history":
+        return _history(args, cfg)
     if args.command == "doctor":
         # lazy: the doctor's checks load DNS and SMTP code (~70 ms) no other command needs
         from ddnsagent import doctor
@@ -466,6 +491,7 @@ def _check_config(cfg: Any, args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace, cfg: Any) -> int:
     # lazy: the store's records (~5 ms) for the commands that read the state
+    from ddnsagent import history  # lazy: as above (the address history's summary)
     from ddnsagent.store import Store, Target, ZoneRecord
 
     state = Store.of(cfg.agent).load()
@@ -518,6 +544,7 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
             "relay": relay,
         }
         out["heartbeat"] = beat
+        out["history"] = history.status_json(state.history)  # issue 14 part 4
         json.dump(out, sys.stdout, indent=2)
         print()
         return code
@@ -558,6 +585,9 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
 
         for line in status_lines(beat, _ts):
             print(line)
+    said = history.status_line(state.history)  # issue 14 part 4
+    if said is not None:
+        print(said)
     return code
 
 
@@ -569,6 +599,31 @@ def _heartbeat_status(cfg: Any, state: Any) -> dict[str, Any] | None:
     from ddnsagent.outputs.heartbeat_settings import status_json
 
     return status_json(cfg.heartbeat, state.heartbeat)
+
+
+def _history(args: argparse.Namespace, cfg: Any) -> int:
+    """`ddnsagent history`: read the state (no lock), print the time line or one moment."""
+    # lazy: the history's reading and the store's records (~5 ms), as `status`
+    from ddnsagent import history
+    from ddnsagent.store import Store  # lazy: see above
+
+    moments: dict[str, float | None] = {}
+    for option in ("since", "at"):
+        text = getattr(args, option)
+        try:
+            moments[option] = history.parse_when(text) if text is not None else None
+        except ValueError as exc:
+            _err(f"--{option} {exc}")
+            return EXIT_CONFIG
+    state = Store.of(cfg.agent).load()
+    return history.main(
+        state,
+        sys.stdout,
+        as_json=args.json,
+        family=args.family,
+        since=moments["since"],
+        at=moments["at"],
+    )
 
 
 # The objects of `status --json` (README), keys in the order the file always had them in.

@@ -171,6 +171,50 @@ class Relay:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# The address history (`ddnsagent history`, issue 14 part 4): kept in this file, bounded.
+HISTORY_LIMIT = 500  # address entries kept, and as many time-line events; the oldest go first
+
+
+@dataclass
+class AddressEntry:
+    """One address held: from when it was first detected until the next one of its family.
+
+    `last` is when a sync last saw it; for the current address it is written when the address
+    changes (the detected record's `checked` says it in between, so a sync that only re-detects
+    it adds nothing to the history). `source` is how it came (interface, web, dns, command,
+    hook, given, reconnect), `detail` the detection source or the caller; `sent` maps each
+    target (a provider's name, or `zone:NAME`) to when it first accepted the address."""
+
+    family: int
+    address: str
+    first: float
+    last: float
+    source: str
+    detail: str | None = None
+    sent: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class HistoryEvent:
+    """A relay incident, recovery or reconnect on the same time line as the addresses."""
+
+    time: float
+    kind: str  # "relay", "recovery" or "reconnect"
+    action: str
+    reason: str
+    old: str | None = None
+    new: str | None = None
+    family: int | None = None
+
+
+@dataclass
+class History:
+    """The last HISTORY_LIMIT addresses and events, each list oldest first."""
+
+    addresses: list[AddressEntry] = field(default_factory=list)
+    events: list[HistoryEvent] = field(default_factory=list)
+
+
 @dataclass
 class HeartbeatRecord:
     """The last heartbeat ping (`[heartbeat]`): when, which kind (start, up, fail), whether the
@@ -210,6 +254,7 @@ class AgentState:
     relay: Relay = field(default_factory=Relay)
     extra: dict[str, Any] = field(default_factory=dict)
     heartbeat: HeartbeatRecord | None = None
+    history: History = field(default_factory=History)
 
     def target(self, name: str) -> Target:
         """The target's record, created empty on first use."""
@@ -311,9 +356,10 @@ def _parse(data: dict[str, Any], check: _Checker) -> AgentState:
             state.zones[name] = zone
     if "relay" in data:
         state.relay = _parse_relay(data["relay"], check)
-    state.extra.pop("heartbeat", None)  # its own record, not a key of a newer version
     if data.get("heartbeat") is not None:
         state.heartbeat = _parse_heartbeat(data["heartbeat"], check)
+    if "history" in data:
+        state.history = _parse_history(data["history"], check)
     salt = data.get("salt")
     try:
         if not isinstance(salt, str) or len(bytes.fromhex(salt)) < 16:
@@ -327,7 +373,7 @@ def _parse(data: dict[str, Any], check: _Checker) -> AgentState:
     return state
 
 
-_TOP_KEYS = ("version", "salt", "detected", "targets", "zones", "relay")
+_TOP_KEYS = ("version", "salt", "detected", "targets", "zones", "relay", "heartbeat", "history")
 _TARGET_KEYS = ("sent", "backoff", "stopped", "config_fp", "secret_fp", "stopped_names")
 
 
@@ -477,6 +523,64 @@ def _heartbeat_json(h: HeartbeatRecord) -> dict[str, Any]:
     )
 
 
+_ADDRESS_SPEC: Spec = {
+    "family": (int,),
+    "address": (str,),
+    "first": _NUMBER,
+    "last": _NUMBER,
+    "source": (str,),
+    "detail": _OPT_STR,
+}
+_EVENT_SPEC: Spec = {
+    "time": _NUMBER,
+    "kind": (str,),
+    "action": (str,),
+    "reason": (str,),
+    "old": _OPT_STR,
+    "new": _OPT_STR,
+    "family": (int, type(None)),
+}
+
+
+def _parse_history(raw: Any, check: _Checker) -> History:
+    """The address history; each wrong entry dropped alone, the lists cut to HISTORY_LIMIT."""
+    obj = check.table(raw, "history") or {}
+    history = History()
+    for i, entry in enumerate(_history_list(obj, "addresses", check)):
+        where = f"history.addresses[{i}]"
+        f = check.record(entry, where, _ADDRESS_SPEC)
+        if f is None:
+            continue
+        if f["family"] not in (4, 6):
+            check.drop(where, f"family: {f['family']!r:.20} is not 4 or 6")
+            continue
+        sent: dict[str, float] = {}
+        for name, when in (check.table(entry.get("sent", {}), f"{where}.sent") or {}).items():
+            if _is(when, _NUMBER):
+                sent[name] = when
+            else:
+                check.drop(f"{where}.sent.{name}", f"not a time but {type(when).__name__}")
+        history.addresses.append(AddressEntry(sent=sent, **f))
+    for i, entry in enumerate(_history_list(obj, "events", check)):
+        f = check.record(entry, f"history.events[{i}]", _EVENT_SPEC)
+        if f is not None:
+            history.events.append(HistoryEvent(**f))
+    # Oldest first (a hand edit may have mixed them up), and no more than the bound.
+    history.addresses.sort(key=lambda a: a.first)
+    history.events.sort(key=lambda e: e.time)
+    del history.addresses[:-HISTORY_LIMIT]
+    del history.events[:-HISTORY_LIMIT]
+    return history
+
+
+def _history_list(obj: dict[str, Any], key: str, check: _Checker) -> list[Any]:
+    value = obj.get(key, [])
+    if isinstance(value, list):
+        return value
+    check.drop(f"history.{key}", f"not a list but {type(value).__name__}")
+    return []
+
+
 def _without_none(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if v is not None}
 
@@ -508,6 +612,8 @@ def to_json(state: AgentState) -> dict[str, Any]:
         out["relay"] = relay
     if state.heartbeat is not None:
         out["heartbeat"] = _heartbeat_json(state.heartbeat)
+    if state.history.addresses or state.history.events:
+        out["history"] = _history_json(state.history)
     return out
 
 
@@ -583,6 +689,39 @@ def _relay_json(r: Relay) -> dict[str, Any]:
         p = r.position
         out["position"] = {"device": p.device, "inode": p.inode, "offset": p.offset, "path": p.path}
     return out
+
+
+def _history_json(h: History) -> dict[str, Any]:
+    """Only the fields that are set: 500 entries are most of the file, which every sync writes."""
+    addresses = []
+    for a in h.addresses:
+        entry: dict[str, Any] = {
+            "family": a.family,
+            "address": a.address,
+            "first": a.first,
+            "last": a.last,
+            "source": a.source,
+        }
+        if a.detail is not None:
+            entry["detail"] = a.detail
+        if a.sent:
+            entry["sent"] = dict(a.sent)
+        addresses.append(entry)
+    events = [
+        _without_none(
+            {
+                "time": e.time,
+                "kind": e.kind,
+                "action": e.action,
+                "reason": e.reason,
+                "old": e.old,
+                "new": e.new,
+                "family": e.family,
+            }
+        )
+        for e in h.events
+    ]
+    return {"addresses": addresses, "events": events}
 
 
 def _signal_json(s: RelaySignal) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from ddnsagent import http
+from ddnsagent import history, http
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Config
 from ddnsagent.detect.finder import detect
@@ -144,6 +144,11 @@ class Agent:
             report.detections = dict(zip(families, found, strict=True))
         for family, d in report.detections.items():
             remember = d.address is not None and not options.dry_run
+            if remember:  # before the detected record is replaced: it closes the entry before
+                kind, detail = history.origin(
+                    options.reason, options.addresses is not None, d.source
+                )
+                history.note_detection(state, family, str(d.address), kind, detail, now)
             if remember and _remember_detection(state, family, d, now):
                 report.changed.append(family)
 
@@ -187,6 +192,10 @@ class Agent:
             address = detection.address
             entry.address = str(address)
             await self._one(cfg, store, target, provider, family, address, entry, options, again)
+            if entry.action == "sent" and family in target.sent:
+                history.note_sent(
+                    state, family, str(address), settings.name, target.sent[family].time
+                )
 
     async def _one(
         self,
@@ -400,6 +409,8 @@ class Agent:
             store.checkpoint()
             return
         entry.action, entry.message = "sent", message
+        for family, address in wanted.items():
+            history.note_sent(state, family, address, f"zone:{settings.name}", time.time())
         state.zones[settings.name] = ZoneRecord(
             result="ok",
             addresses={**applied, **wanted},

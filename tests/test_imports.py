@@ -145,7 +145,7 @@ def test_help_loads_no_configuration_code() -> None:
     assert "ddnsagent.config" not in modules and "tomllib" not in modules
 
 
-@pytest.mark.parametrize("command", ["status", "check-config"])
+@pytest.mark.parametrize("command", ["status", "check-config", "history"])
 def test_reading_commands_load_no_sending_code(seed: Path, command: str) -> None:
     code, modules, out = run([command, "--config", str(seed)])
     assert code == 0, out

@@ -21,7 +21,7 @@ import os
 import time
 from pathlib import Path
 
-from ddnsagent import process
+from ddnsagent import history, process
 from ddnsagent.config import Config
 from ddnsagent.outcome import ReconnectOutcome
 from ddnsagent.schedule import recent_attempts, refusal_to_reconnect
@@ -94,14 +94,14 @@ async def reconnect(agent: Agent, reason: str, ignore_cooldown: bool = False) ->
                 message += f" (the command {result.problem})"
             elif result.returncode:
                 message += f" (the command exited with status {result.returncode})"
-            await _record(cfg, reason, old, new, "unchanged", message)
+            await _record(cfg, reason, old, new, "unchanged", message, started=now)
             log.error("reconnect: %s; next try after the cooldown", message)
             return ReconnectOutcome(True, message, old, new)
         log.warning("reconnect: new address %s (was %s)", new, old)
         await agent.sync(SyncOptions(reason="reconnect"))
         await flush_queue(cfg)
         message = f"new address {new} (was {old}); providers notified, queue flushed"
-        await _record(cfg, reason, old, new, "ok", message)
+        await _record(cfg, reason, old, new, "ok", message, started=now)
         return ReconnectOutcome(True, message, old, new)
     finally:
         lock.release()
@@ -157,9 +157,22 @@ async def _run(argv: tuple[str, ...], timeout: float, label: str) -> process.Out
 
 
 async def _record(
-    cfg: Config, reason: str, old: str | None, new: str | None, result: str, message: str
+    cfg: Config,
+    reason: str,
+    old: str | None,
+    new: str | None,
+    result: str,
+    message: str,
+    started: float | None = None,
 ) -> None:
     async with Store.of(cfg.agent).edit_async() as state:
         state.relay.last_reconnect = ReconnectRecord(time.time(), reason, old, new, result, message)
         if result == "unchanged":
             state.relay.unchanged += 1
+        # The address history (issue 14): the reconnect on the time line, and the address it
+        # brought marked as the reconnect's, whichever sync saw it first.
+        history.note_event(
+            state, "reconnect", result, reason, time.time(), old=old, new=new, family=FAMILY
+        )
+        if result == "ok" and new is not None and started is not None:
+            history.note_reconnect(state, FAMILY, new, started)

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ddnsagent import history
 from ddnsagent.errors import DdnsagentError
 from ddnsagent.relay.decide import Decider, Decision, backing, claim
 from ddnsagent.relay.logparse import (
@@ -209,6 +210,7 @@ class RelayWatch:
         try:
             async with Store.of(self.cfg.agent).edit_async() as state:
                 state.relay.last_signal = signal
+                history.note_event(state, "relay", signal.action, signal.reason, signal.time)
         except DdnsagentError as exc:
             log.error("relay watchdog: cannot record the signal: %s", exc)
 
@@ -228,6 +230,9 @@ class RelayWatch:
                 action += "-ipv6"  # `status` tells an IPv6 refusal from the usual kind
             async with Store.of(self.cfg.agent).edit_async() as state:
                 state.relay.last_signal = RelaySignal(decision.at, action, decision.reason)
+                history.note_event(
+                    state, "relay", action, decision.reason, decision.at, family=decision.family
+                )
             self.decider.acted(decision.action, time.time())
             if decision.action == "renotify":
                 self._renotified = (time.monotonic(), time.time())
@@ -330,6 +335,8 @@ class RelayWatch:
     async def _note_recovery(self, decision: Decision) -> None:
         async with Store.of(self.cfg.agent).edit_async() as state:
             state.relay.last_recovery = Recovery(decision.at, decision.duration or 0.0)
+            took = f"after {decision.duration or 0.0:.1f}s: {decision.reason}"
+            history.note_event(state, "recovery", "recovered", took, decision.at)
 
     def _check_bounces(self, now: float) -> None:
         assert self.cfg.relay is not None
