@@ -24,6 +24,7 @@ from ddnsagent.providers.base import Common, read_user_agent
 from ddnsagent.table import Table
 
 if TYPE_CHECKING:  # the optional sections' types; their modules load when a section is there
+    from ddnsagent.dnsbl.lists import DnsblConfig
     from ddnsagent.outputs.metrics_settings import MetricsConfig
     from ddnsagent.outputs.notify_settings import NotifyConfig
     from ddnsagent.relay.settings import ReconnectConfig, RelayConfig
@@ -57,6 +58,7 @@ class Config:
     zones: tuple[ZoneCommon, ...] = ()  # each backend's Settings, see ddnsagent.zones.registry
     metrics: MetricsConfig | None = None
     notify: NotifyConfig | None = None
+    dnsbl: DnsblConfig | None = None  # [dnsbl]: the check runs only when the section is there
 
     @property
     def families(self) -> list[int]:
@@ -145,6 +147,11 @@ def parse(data: dict[str, Any], path: Path) -> Config:
         from ddnsagent.outputs.notify_settings import parse_notify  # lazy: only with [notify]
 
         notify = parse_notify(top.table("notify"))
+    dnsbl = None
+    if top.has("dnsbl"):
+        from ddnsagent.dnsbl.lists import parse_dnsbl  # lazy: only with [dnsbl]
+
+        dnsbl = parse_dnsbl(top.table("dnsbl"))
     top.finish()
     return Config(
         path,
@@ -156,6 +163,7 @@ def parse(data: dict[str, Any], path: Path) -> Config:
         tuple(zones),
         metrics,
         notify,
+        dnsbl=dnsbl,
     )
 
 
