@@ -1,5 +1,6 @@
-"""The DNSBL check in the daemon: after every address change and daily, and what a listing leads
-to.
+"""The DNSBL check in the daemon: after every address change, of the first address it sees after
+a start (unless the state holds a check of it younger than a day), daily, and what a listing
+leads to.
 
 One check at a time (an asyncio lock); an address checked in the last `RECHECK` seconds is not
 asked again for a change (the reconnect's own sync reports the address this procedure already
