@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -293,3 +294,22 @@ def test_the_system_resolvers_are_resolv_confs_in_order(tmp_path: Path) -> None:
     )
     assert system_nameservers(conf) == [("192.0.2.53", 53), ("fe80::1", 53), ("::1", 53)]
     assert system_nameservers(tmp_path / "missing") == [("127.0.0.1", 53)]
+
+
+def test_the_command_needs_no_event_loop_nor_http(tmp_path: Path) -> None:
+    """`ddnsagent dnsbl` asks in threads, blocking: no asyncio, no httpx (a dead resolver here,
+    so the check is incomplete: exit 1, one line saying so)."""
+    from tests.test_imports import run
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        path = write_config(
+            tmp_path,
+            f'[agent]\nstate_dir = "{tmp_path}/state"\n[detect]\nipv4 = ["web"]\n'
+            f'[dnsbl]\nresolver = "127.0.0.1:{port}"\ntimeout = "0.5s"\n',
+        )
+        code, modules, out = run(["dnsbl", "--config", str(path), "192.0.2.1"])
+    assert code == 1 and "incomplete" in out, out
+    assert "dns.query" in modules  # it did ask
+    assert not {"asyncio", "httpx", "ddnsagent.sync"} & modules
