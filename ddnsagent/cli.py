@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_relay_parser(cmd)
     _add_history_parser(cmd)
+    _add_dnsbl_parser(cmd)
     return p
 
 
@@ -216,6 +217,18 @@ def _add_relay_parser(cmd: Any) -> None:
         "--no-queue",
         action="store_true",
         help="do not read Postfix's queue to confirm a decision to reconnect",
+    )
+
+
+def _add_dnsbl_parser(cmd: Any) -> None:
+    """`dnsbl`: the DNSBL check of an address, now (see README "DNSBL check")."""
+    c = cmd(
+        "dnsbl",
+        "check an address (default: the detected ones) against the DNS blocklists of [dnsbl]",
+        json=True,
+    )
+    c.add_argument(
+        "address", nargs="?", metavar="ADDRESS", help="the address to check (default: the state's)"
     )
 
 
@@ -322,6 +335,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _relay_explain(args, cfg)
     if args.command == "history":
         return _history(args, cfg)
+    if args.command == "dnsbl":
+        return _dnsbl(args, cfg)
     if args.command == "doctor":
         # lazy: the doctor's checks load DNS and SMTP code (~70 ms) no other command needs
         from ddnsagent import doctor
@@ -514,6 +529,12 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
         rows.append(row)
     detected = {f"ipv{f}": _detected_json(d) for f, d in sorted(state.detected.items())}
     relay = _relay_status(state.relay, cfg) if cfg.relay or cfg.reconnect else None
+    dnsbl = None
+    if cfg.dnsbl is not None or state.dnsbl.checks:
+        # lazy: the DNSBL words only where the check is configured or has run
+        from ddnsagent.dnsbl import check as dnsbl_check
+
+        dnsbl = dnsbl_check.status_json(state.dnsbl, cfg.dnsbl)
     zones = []
     for z in cfg.zones:
         kept = state.zones.get(z.name) or ZoneRecord()
@@ -542,6 +563,7 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
             "targets": rows,
             "zones": zones,
             "relay": relay,
+            "dnsbl": dnsbl,
         }
         out["heartbeat"] = beat
         out["history"] = history.status_json(state.history)  # issue 14 part 4
@@ -579,6 +601,9 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
         )
     if relay is not None:
         _print_relay(relay)
+    if dnsbl is not None:
+        for line in dnsbl_check.status_lines(state.dnsbl, cfg.dnsbl, _ts):
+            print(line)
     if cfg.heartbeat is not None:
         # lazy: the [heartbeat] section's module is loaded already when it is configured
         from ddnsagent.outputs.heartbeat_settings import status_lines
@@ -965,6 +990,52 @@ def _relay_explain(args: argparse.Namespace, cfg: Any) -> int:
         print(f"note: {note}")
     sys.stdout.write(explain.render(rows))
     return EXIT_OK
+
+
+def _dnsbl(args: argparse.Namespace, cfg: Any) -> int:
+    """Ask the lists now (blocking, no event loop); the result of a detected address is kept
+    for `status`. Exit 0: not listed, or on a policy list only; 1: no answer or refused;
+    3: listed."""
+    # lazy: the check's DNS code, for this command alone
+    from ddnsagent.dnsbl import check as dnsbl_check
+    from ddnsagent.dnsbl.lists import VERDICTS, DnsblConfig  # lazy: see above
+    from ddnsagent.store import Store  # lazy: see above
+
+    settings = cfg.dnsbl or DnsblConfig()
+    store = Store.of(cfg.agent)
+    if args.address is not None:
+        try:
+            addresses = [ipaddress.ip_address(args.address)]
+        except ValueError:
+            _err(f"{args.address!r} is not an IP address")
+            return EXIT_CONFIG
+    else:
+        detected = store.load().detected
+        addresses = [ipaddress.ip_address(d.address) for _, d in sorted(detected.items())]
+        if not addresses:
+            _err("no address detected yet: run `ddnsagent notify-now` first, or give one")
+            return EXIT_CONFIG
+    reports = [dnsbl_check.check(settings, a) for a in addresses]
+    known = {f: d.address for f, d in store.load().detected.items()}
+    mine = [r for r in reports if known.get(r.family) == r.address]
+    if mine:
+        with store.edit() as state:
+            for r in mine:
+                previous = state.dnsbl.checks.get(r.family)
+                kept = previous.action if previous and previous.address == r.address else None
+                state.dnsbl.checks[r.family] = dnsbl_check.record(r, kept)
+    worst = min((r.verdict for r in reports), key=VERDICTS.index)
+    code = {"listed": EXIT_FOR["stopped"], "refused": EXIT_RETRY, "error": EXIT_RETRY}
+    if args.json:
+        out = {r.address: dnsbl_check.check_json(dnsbl_check.record(r)) for r in reports}
+        json.dump(out, sys.stdout, indent=2)
+        print()
+        return code.get(worst, EXIT_OK)
+    for r in reports:
+        print(dnsbl_check.summary(r))
+        for _, text in dnsbl_check.lines(r):
+            print(f"  {text}")
+    return code.get(worst, EXIT_OK)
 
 
 def _reset(args: argparse.Namespace, cfg: Any) -> int:

@@ -24,6 +24,7 @@ from ddnsagent.providers.base import Common, read_user_agent
 from ddnsagent.table import Table
 
 if TYPE_CHECKING:  # the optional sections' types; their modules load when a section is there
+    from ddnsagent.dnsbl.lists import DnsblConfig
     from ddnsagent.outputs.heartbeat_settings import HeartbeatConfig
     from ddnsagent.outputs.metrics_settings import MetricsConfig
     from ddnsagent.outputs.notify_settings import NotifyConfig
@@ -59,6 +60,7 @@ class Config:
     metrics: MetricsConfig | None = None
     notify: NotifyConfig | None = None
     heartbeat: HeartbeatConfig | None = None
+    dnsbl: DnsblConfig | None = None  # [dnsbl]: the check runs only when the section is there
 
     @property
     def families(self) -> list[int]:
@@ -153,6 +155,11 @@ def parse(data: dict[str, Any], path: Path) -> Config:
         from ddnsagent.outputs.heartbeat_settings import parse_heartbeat
 
         heartbeat = parse_heartbeat(top.table("heartbeat"))
+    dnsbl = None
+    if top.has("dnsbl"):
+        from ddnsagent.dnsbl.lists import parse_dnsbl  # lazy: only with [dnsbl]
+
+        dnsbl = parse_dnsbl(top.table("dnsbl"))
     top.finish()
     return Config(
         path,
@@ -165,6 +172,7 @@ def parse(data: dict[str, Any], path: Path) -> Config:
         metrics,
         notify,
         heartbeat=heartbeat,
+        dnsbl=dnsbl,
     )
 
 

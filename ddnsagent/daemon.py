@@ -78,6 +78,9 @@ class Daemon:
         self.agent.on_failure.append(lambda error: self.heartbeat.sync_failed(error))
         self._deadline = _ExitDeadline(EXIT_WITHIN)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._dnsbl: Any = None  # the DNSBL check (ddnsagent.dnsbl.watch), with [dnsbl] only
+        self._dnsbl_daily: asyncio.Future[None] | None = None
+        self._dnsbl_checks: set[asyncio.Future[None]] = set()
 
     def healthy(self) -> bool:
         """What the systemd watchdog pings for (besides a loop that runs the ping at all): the
@@ -100,6 +103,11 @@ class Daemon:
 
     def _observe(self, report: SyncReport) -> None:
         _log_detections(report)
+        if self._dnsbl is not None:  # a changed address is checked against the blocklists
+            task = self._dnsbl.observe(report)
+            if task is not None:
+                self._dnsbl_checks.add(task)
+                task.add_done_callback(self._dnsbl_checks.discard)
         self.metrics.observe_sync(report)
         self.notifier.observe_sync(report)
         self.heartbeat.observe_sync(report)
@@ -122,6 +130,9 @@ class Daemon:
 
     def relay_problem(self, kind: str, check: str, line: str) -> None:
         self.notifier.relay_problem(kind, check, line)
+
+    def dnsbl_found(self, address: str, verdict: str, text: str) -> None:
+        self.notifier.dnsbl(address, verdict, text)
 
     def reconnected(self, outcome: Any) -> None:
         self.metrics.observe_reconnect(metrics.reconnect_result(outcome))
@@ -268,6 +279,23 @@ class Daemon:
         self.metrics.set_bounce_rate(lambda: relay_watch.decider.bounce_rate(time.time()))
         self._relay_task = asyncio.ensure_future(relay_watch.run())
 
+    def _watch_dnsbl(self) -> None:
+        """(Re)start the DNSBL check when [dnsbl] is set and enabled: after each change (see
+        `_observe`) and daily; a reload that removes or disables it stops it."""
+        cfg = self.agent.config.dnsbl
+        if cfg is None or not cfg.enabled:
+            if self._dnsbl_daily is not None:
+                self._dnsbl_daily.cancel()
+            self._dnsbl = self._dnsbl_daily = None
+            return
+        if self._dnsbl is None:
+            # lazy: the DNSBL check (and its DNS code) only when [dnsbl] is set
+            from ddnsagent.dnsbl.watch import DnsblWatch
+
+            self._dnsbl = DnsblWatch(self.agent, events=self)
+        if self._dnsbl_daily is None:
+            self._dnsbl_daily = asyncio.ensure_future(self._dnsbl.daily())
+
     async def _watch_interfaces(self) -> None:
         """Learn of address changes on `interface:` sources from the kernel, and sync at once.
 
@@ -319,6 +347,8 @@ class Daemon:
         self.config_stamp = stamp
         if (old.relay, old.reconnect) != (new.relay, new.reconnect):
             self._watch_relay()
+        if old.dnsbl != new.dnsbl:
+            self._watch_dnsbl()
         self._tasks.append(asyncio.ensure_future(self._start_outputs(old)))
         self.sd.ready(f"configuration reloaded; every {int(new.agent.interval)}s")
         logsetup.set_level(new.agent.log_level, new.agent.debug_libraries)
@@ -356,6 +386,7 @@ class Daemon:
         self._deadline.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_stop_signal)
+        self._watch_dnsbl()  # before the first sync, whose change it checks
         self._schedule()
         self.scheduler.start()
         a = self.agent.config.agent

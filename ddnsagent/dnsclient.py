@@ -501,3 +501,47 @@ def read_zone_name(t: Table, default: str) -> str:
         raise t.error(
             "zone", f"found {text!r}", 'write the zone\'s name, e.g. "example.net"'
         ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Blocklist (DNSBL) questions
+
+
+RESOLV_CONF = Path("/etc/resolv.conf")
+_MAX_NAMESERVERS = 3  # glibc's MAXNS: later nameserver lines are ignored
+
+
+def system_nameservers(path: Path = RESOLV_CONF) -> list[tuple[str, int]]:
+    """The resolvers the C library asks, from resolv.conf, in order (port 53); 127.0.0.1
+    when the file names none or cannot be read (glibc's own fallback)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    found: list[tuple[str, int]] = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "nameserver":
+            host = words[1].split("%", 1)[0]
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                continue  # glibc takes IP literals only
+            found.append((host, 53))
+    return found[:_MAX_NAMESERVERS] or [("127.0.0.1", 53)]
+
+
+def a_records(server: tuple[str, int], name: str, timeout: float) -> tuple[str, list[str]]:
+    """Ask `server` (a recursive resolver) for the A records of `name`, blocking: the answer's
+    code ("NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", …) and the addresses. Raises
+    TimeoutError when no answer came within `timeout`, OSError for any other failure (the
+    server unreachable, a malformed answer), each saying which server."""
+    try:
+        answer = query(server[0], server[1], name, "A", timeout)
+    except dns.exception.Timeout:
+        raise TimeoutError(f"no answer from {show_server(server)} within {timeout:g}s") from None
+    except (OSError, EOFError, dns.exception.DNSException) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise OSError(f"cannot ask {show_server(server)}: {detail or type(exc).__name__}") from None
+    code = dns.rcode.to_text(answer.rcode())
+    return code, rdata_texts(answer, name, "A") if code == "NOERROR" else []

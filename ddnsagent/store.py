@@ -244,6 +244,41 @@ def note_heartbeat(
 
 
 @dataclass
+class DnsblFinding:
+    """What one blocklist said of our address, when it was not "not listed"."""
+
+    zone: str
+    name: str
+    verdict: str  # "listed", "policy", "refused" or "error" (ddnsagent.dnsbl.lists.VERDICTS)
+    codes: list[str]
+    text: str
+    lookup: str | None = None
+    fix: str | None = None
+
+
+@dataclass
+class DnsblCheck:
+    """The last DNSBL check of a family's address, and what it led to."""
+
+    address: str
+    time: float
+    verdict: str
+    zones: list[str] = field(default_factory=list)  # the zones asked
+    findings: list[DnsblFinding] = field(default_factory=list)
+    action: str | None = None  # the reconnect it led to, or why none
+
+
+@dataclass
+class Dnsbl:
+    """The DNSBL check: the last check per family, and the listed addresses it acted on — it
+    reconnected away from them, or declined to because a DNSBL reconnect had just brought them.
+    The check never reconnects for one of those again, so it never loops."""
+
+    checks: dict[int, DnsblCheck] = field(default_factory=dict)
+    acted_on: list[str] = field(default_factory=list)
+
+
+@dataclass
 class AgentState:
     """The whole state; `salt` keys the fingerprints, so they say nothing outside this file."""
 
@@ -255,6 +290,7 @@ class AgentState:
     extra: dict[str, Any] = field(default_factory=dict)
     heartbeat: HeartbeatRecord | None = None
     history: History = field(default_factory=History)
+    dnsbl: Dnsbl = field(default_factory=Dnsbl)
 
     def target(self, name: str) -> Target:
         """The target's record, created empty on first use."""
@@ -360,6 +396,8 @@ def _parse(data: dict[str, Any], check: _Checker) -> AgentState:
         state.heartbeat = _parse_heartbeat(data["heartbeat"], check)
     if "history" in data:
         state.history = _parse_history(data["history"], check)
+    if "dnsbl" in data:
+        state.dnsbl = _parse_dnsbl(data["dnsbl"], check)
     salt = data.get("salt")
     try:
         if not isinstance(salt, str) or len(bytes.fromhex(salt)) < 16:
@@ -373,7 +411,17 @@ def _parse(data: dict[str, Any], check: _Checker) -> AgentState:
     return state
 
 
-_TOP_KEYS = ("version", "salt", "detected", "targets", "zones", "relay", "heartbeat", "history")
+_TOP_KEYS = (
+    "version",
+    "salt",
+    "detected",
+    "targets",
+    "zones",
+    "relay",
+    "heartbeat",
+    "history",
+    "dnsbl",
+)
 _TARGET_KEYS = ("sent", "backoff", "stopped", "config_fp", "secret_fp", "stopped_names")
 
 
@@ -581,6 +629,79 @@ def _history_list(obj: dict[str, Any], key: str, check: _Checker) -> list[Any]:
     return []
 
 
+MAX_ACTED_ON = 50  # listed addresses the DNSBL check remembers having acted on
+
+
+def _parse_dnsbl(raw: Any, check: _Checker) -> Dnsbl:
+    obj = check.table(raw, "dnsbl") or {}
+    out = Dnsbl()
+    for family, entry, where in check.families(obj.get("checks", {}), "dnsbl.checks"):
+        spec = {
+            "address": (str,),
+            "time": _NUMBER,
+            "verdict": (str,),
+            "zones": (list,),
+            "findings": (list,),
+            "action": _OPT_STR,
+        }
+        f = check.record(entry, where, spec)
+        if f is None:
+            continue
+        zones = [z for z in f["zones"] if isinstance(z, str)]
+        findings = []
+        for i, item in enumerate(f["findings"]):
+            spec = {
+                "zone": (str,),
+                "name": (str,),
+                "verdict": (str,),
+                "codes": (list,),
+                "text": (str,),
+                "lookup": _OPT_STR,
+                "fix": _OPT_STR,
+            }
+            g = check.record(item, f"{where}.findings[{i}]", spec)
+            if g is not None:
+                g["codes"] = [c for c in g["codes"] if isinstance(c, str)]
+                findings.append(DnsblFinding(**g))
+        out.checks[family] = DnsblCheck(
+            f["address"], f["time"], f["verdict"], zones, findings, f["action"]
+        )
+    done = obj.get("acted_on", [])
+    if isinstance(done, list):
+        out.acted_on = [a for a in done if isinstance(a, str)][-MAX_ACTED_ON:]
+    else:
+        check.drop("dnsbl.acted_on", f"not a list but {type(done).__name__}")
+    return out
+
+
+def _dnsbl_json(d: Dnsbl) -> dict[str, Any]:
+    return {
+        "checks": {
+            str(f): {
+                "address": c.address,
+                "time": c.time,
+                "verdict": c.verdict,
+                "zones": list(c.zones),
+                "findings": [
+                    {
+                        "zone": x.zone,
+                        "name": x.name,
+                        "verdict": x.verdict,
+                        "codes": list(x.codes),
+                        "text": x.text,
+                        "lookup": x.lookup,
+                        "fix": x.fix,
+                    }
+                    for x in c.findings
+                ],
+                "action": c.action,
+            }
+            for f, c in sorted(d.checks.items())
+        },
+        "acted_on": d.acted_on[-MAX_ACTED_ON:],
+    }
+
+
 def _without_none(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if v is not None}
 
@@ -614,6 +735,8 @@ def to_json(state: AgentState) -> dict[str, Any]:
         out["heartbeat"] = _heartbeat_json(state.heartbeat)
     if state.history.addresses or state.history.events:
         out["history"] = _history_json(state.history)
+    if state.dnsbl.checks or state.dnsbl.acted_on:
+        out["dnsbl"] = _dnsbl_json(state.dnsbl)
     return out
 
 

@@ -616,7 +616,8 @@ def test_the_example_section_uncommented_loads(tmp_path: Path) -> None:
 
     root = Path(__file__).resolve().parents[1]
     text = (root / "config.example.toml").read_text(encoding="utf-8")
-    block = text[text.index("# [heartbeat]") :]
+    start = text.index("# [heartbeat]")
+    block = text[start : text.find("\n\n", start) % (len(text) + 1)]  # to the next section
     lines = [re.sub(r"^# ", "", line) for line in block.splitlines() if re.match(r"# [\w[]", line)]
     url_file = tmp_path / "heartbeat.url"
     url_file.write_text(f"https://hc-ping.com/{CHECK}\n")

@@ -129,6 +129,16 @@ class Notifier:
             "failure",
         )
 
+    def dnsbl(self, address: str, verdict: str, text: str) -> None:
+        """The DNSBL check found our address listed, or a list refused the question (once per
+        check; ddnsagent.dnsbl.watch decides when). A policy listing is no news."""
+        title = (
+            f"{self.host}: {address} is listed on a DNS blocklist"
+            if verdict == "listed"
+            else f"{self.host}: the DNSBL check of {address} did not work"
+        )
+        self.event("dnsbl", title, text, "failure" if verdict == "listed" else "warning")
+
     # -- the end
 
     def close(self, timeout: float = 0.0) -> bool:

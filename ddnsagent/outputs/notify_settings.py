@@ -16,8 +16,9 @@ from ddnsagent.table import Table
 # What is worth a message: `address` (the WAN address changed), `stopped` (a target stopped on a
 # fatal answer and needs you), `reconnect` (a reconnect ran for a new address), `backscatter`
 # (this server generated too many bounces in an hour), `relay` (the relay refuses us for a reason
-# a new address does not cure: TLS, SASL login).
-EVENTS = ("address", "stopped", "reconnect", "backscatter", "relay")
+# a new address does not cure: TLS, SASL login), `dnsbl` (our address is listed on a blocklist, or
+# a list refused the DNSBL check's question; see ddnsagent.dnsbl).
+EVENTS = ("address", "stopped", "reconnect", "backscatter", "relay", "dnsbl")
 INSTALL_HINT = "pip install 'ddnsagent[notify]'"
 DEFAULT_TIMEOUT = 10.0
 
