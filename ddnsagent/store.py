@@ -172,6 +172,22 @@ class Relay:
 
 
 @dataclass
+class NatCheck:
+    """The last comparison of an interface source with the echoes, for one family (see
+    detect/nat.py): when it was tried, when it last came to a verdict, the verdict ("agree",
+    "cgnat", "private", "elsewhere"; "unknown" before the first) and the pair it was about.
+    `since` is when this verdict and pair were first seen: the episode said once."""
+
+    tried: float
+    result: str = "unknown"
+    checked: float | None = None
+    interface: str | None = None
+    local: str | None = None  # the interface's addresses, comma-separated
+    echo: str | None = None
+    since: float | None = None
+
+
+@dataclass
 class AgentState:
     """The whole state; `salt` keys the fingerprints, so they say nothing outside this file."""
 
@@ -181,6 +197,7 @@ class AgentState:
     zones: dict[str, ZoneRecord] = field(default_factory=dict)
     relay: Relay = field(default_factory=Relay)
     extra: dict[str, Any] = field(default_factory=dict)
+    nat: dict[int, NatCheck] = field(default_factory=dict)  # by family
 
     def target(self, name: str) -> Target:
         """The target's record, created empty on first use."""
@@ -282,6 +299,8 @@ def _parse(data: dict[str, Any], check: _Checker) -> AgentState:
             state.zones[name] = zone
     if "relay" in data:
         state.relay = _parse_relay(data["relay"], check)
+    if "nat" in data:
+        state.nat = _parse_nat(data["nat"], check)
     salt = data.get("salt")
     try:
         if not isinstance(salt, str) or len(bytes.fromhex(salt)) < 16:
@@ -295,7 +314,7 @@ def _parse(data: dict[str, Any], check: _Checker) -> AgentState:
     return state
 
 
-_TOP_KEYS = ("version", "salt", "detected", "targets", "zones", "relay")
+_TOP_KEYS = ("version", "salt", "detected", "targets", "zones", "relay", "nat")
 _TARGET_KEYS = ("sent", "backoff", "stopped", "config_fp", "secret_fp", "stopped_names")
 
 
@@ -417,6 +436,38 @@ def _parse_relay(raw: Any, check: _Checker) -> Relay:
     return relay
 
 
+def _parse_nat(raw: Any, check: _Checker) -> dict[int, NatCheck]:
+    spec = {
+        "tried": _NUMBER,
+        "result": (str,),
+        "checked": _OPT_NUMBER,
+        "interface": _OPT_STR,
+        "local": _OPT_STR,
+        "echo": _OPT_STR,
+        "since": _OPT_NUMBER,
+    }
+    out = {}
+    for family, entry, where in check.families(raw, "nat"):
+        f = check.record(entry, where, spec)
+        if f is not None:
+            out[family] = NatCheck(**f)
+    return out
+
+
+def _nat_json(n: NatCheck) -> dict[str, Any]:
+    return _without_none(
+        {
+            "tried": n.tried,
+            "result": n.result,
+            "checked": n.checked,
+            "interface": n.interface,
+            "local": n.local,
+            "echo": n.echo,
+            "since": n.since,
+        }
+    )
+
+
 def _without_none(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if v is not None}
 
@@ -446,6 +497,8 @@ def to_json(state: AgentState) -> dict[str, Any]:
     relay = _relay_json(state.relay)
     if relay:
         out["relay"] = relay
+    if state.nat:
+        out["nat"] = {str(f): _nat_json(n) for f, n in sorted(state.nat.items())}
     return out
 
 

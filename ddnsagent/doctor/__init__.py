@@ -17,6 +17,8 @@ So the doctor asks, without changing anything:
 4. `postfix`: are the three restrictions in place (`postconf`)? Does a 5xx from the relay
    bounce mail for good (`soft_bounce`)? Warned when the watchdog saw the relay do so.
 5. `relay`: does the submission relay accept a TCP connection and greet?
+6. `nat`: does the `interface:` source's address match what the echoes see, or is there a
+   NAT in the way (double NAT, the ISP's CGNAT) that keeps mail from outside out?
 
 Each finding is pass, warn, fail or skip, with the fix. The exit code is 0 when nothing warns
 or fails, else 1. Every server asked and every file read is a field of `Options`, so tests point
@@ -35,6 +37,7 @@ from ddnsagent.config import Config
 from ddnsagent.doctor.bounce import check_soft_bounce
 from ddnsagent.doctor.domains import check_domains
 from ddnsagent.doctor.finding import STATUSES, Finding, Status
+from ddnsagent.doctor.nat import check_nat
 from ddnsagent.doctor.options import Options
 from ddnsagent.doctor.postfix import check_postfix
 from ddnsagent.doctor.relay import check_relay
@@ -73,6 +76,7 @@ def run(cfg: Config, options: Options) -> list[Finding]:
     findings += check_postfix(options.postconf, options.command_timeout, cfg.relay is not None)
     findings += check_soft_bounce(options.postconf, options.command_timeout, _last_bounced(cfg))
     findings += check_relay(cfg, options)
+    findings += check_nat(cfg, options)
     return findings
 
 
