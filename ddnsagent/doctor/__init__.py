@@ -25,7 +25,7 @@ or fails, else 1. Every server asked and every file read is a field of `Options`
 them all at things they started.
 
 This module is the public face; each check lives in its own module (`resolvconf`, `domains`
-with `wildcard` and `mx`, `postfix`, `relay`), the printing in `report`.
+with `wildcard` and `mx`, `postfix`, `relay`, `nat`), the printing in `report`.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def main(cfg: Config, as_json: bool, out: TextIO, options: Options | None = None
 
 
 def run(cfg: Config, options: Options) -> list[Finding]:
-    """The five checks in the order the trouble chains: resolver, domains, Postfix, relay."""
+    """The checks in the order the trouble chains: resolver, domains, Postfix, relay; then
+    whether a NAT in the way keeps mail from outside out (`nat`)."""
     findings = check_resolv_conf(options.resolv_conf, options.postfix_resolv_conf)
     findings += check_domains(cfg, options)
     findings += check_postfix(options.postconf, options.command_timeout, cfg.relay is not None)
