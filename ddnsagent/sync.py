@@ -169,6 +169,9 @@ class Agent:
                     verdict, notes = await crosscheck(cfg.detect, family, echo)
             except TimeoutError:
                 verdict, notes = None, [f"no answer within {limit:g}s"]
+            except Exception:  # a side check: never the reason a sync fails
+                log.exception("IPv%d: comparing the interface with the echoes failed", family)
+                verdict, notes = None, ["failed"]
             _record_nat(state, family, verdict, notes, now)
 
     async def _provider(

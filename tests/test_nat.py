@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+import ddnsagent.sync as sync_mod
 from ddnsagent import cli
 from ddnsagent.config import AgentConfig, Config
 from ddnsagent.detect import nat, netlink
@@ -411,3 +412,23 @@ def test_doctor_asks_the_echoes_it_is_given_when_the_config_has_none(
     (finding,) = check_nat(cfg, Options(echoes=(echo.echo_url,)))
     assert finding.status == "warn" and "private address" in finding.message
     assert len(echo.requests) == 1
+
+
+def test_a_failing_comparison_never_fails_the_sync(
+    tmp_path: Path,
+    addresses: dict[str, list[str]],
+    echo: EchoServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(*_: Any) -> Any:
+        raise RuntimeError("a bug in the comparison")
+
+    monkeypatch.setattr(sync_mod, "crosscheck", broken)
+    addresses["ppp0"] = ["100.64.0.2"]
+    cfg = make_config(tmp_path, echo, "interface:ppp0", "ECHO")
+    with caplog.at_level(logging.ERROR, logger="ddnsagent"):
+        report = sync(cfg)
+    assert str(report.detections[4].address) == PUBLIC and report.exit_code == 0
+    assert any("comparing the interface" in r.getMessage() for r in caplog.records)
+    assert Store.of(cfg.agent).load().nat[4].result == "unknown"
