@@ -507,6 +507,7 @@ def _check_config(cfg: Any, args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace, cfg: Any) -> int:
     # lazy: the store's records (~5 ms) for the commands that read the state
     from ddnsagent import history  # lazy: as above (the address history's summary)
+    from ddnsagent.detect import nat  # lazy: the double-NAT verdict's words, pure and small
     from ddnsagent.store import Store, Target, ZoneRecord
 
     state = Store.of(cfg.agent).load()
@@ -567,6 +568,7 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
         }
         out["heartbeat"] = beat
         out["history"] = history.status_json(state.history)  # issue 14 part 4
+        out["nat"] = nat.status_json(state.nat)  # issue 14 part 5: double NAT
         json.dump(out, sys.stdout, indent=2)
         print()
         return code
@@ -574,6 +576,8 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
         print("no address detected yet")
     for f, d in sorted(state.detected.items()):
         print(f"ipv{f}: {d.address} since {_ts(d.since)} (from {d.source})")
+    for line in nat.status_lines(state.nat, _ts):  # issue 14 part 5: double NAT
+        print(line)
     for s in cfg.providers:
         t = state.targets.get(s.name) or Target()
         sent = ", ".join(f"ipv{f} {v.address} at {_ts(v.time)}" for f, v in sorted(t.sent.items()))

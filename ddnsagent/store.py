@@ -279,6 +279,22 @@ class Dnsbl:
 
 
 @dataclass
+class NatCheck:
+    """The last comparison of an interface source with the echoes, for one family (see
+    detect/nat.py): when it was tried, when it last came to a verdict, the verdict ("agree",
+    "cgnat", "private", "elsewhere"; "unknown" before the first) and the pair it was about.
+    `since` is when this verdict and pair were first seen: the episode said once."""
+
+    tried: float
+    result: str = "unknown"
+    checked: float | None = None
+    interface: str | None = None
+    local: str | None = None  # the interface's addresses, comma-separated
+    echo: str | None = None
+    since: float | None = None
+
+
+@dataclass
 class AgentState:
     """The whole state; `salt` keys the fingerprints, so they say nothing outside this file."""
 
@@ -291,6 +307,7 @@ class AgentState:
     heartbeat: HeartbeatRecord | None = None
     history: History = field(default_factory=History)
     dnsbl: Dnsbl = field(default_factory=Dnsbl)
+    nat: dict[int, NatCheck] = field(default_factory=dict)  # by family
 
     def target(self, name: str) -> Target:
         """The target's record, created empty on first use."""
@@ -398,6 +415,8 @@ def _parse(data: dict[str, Any], check: _Checker) -> AgentState:
         state.history = _parse_history(data["history"], check)
     if "dnsbl" in data:
         state.dnsbl = _parse_dnsbl(data["dnsbl"], check)
+    if "nat" in data:
+        state.nat = _parse_nat(data["nat"], check)
     salt = data.get("salt")
     try:
         if not isinstance(salt, str) or len(bytes.fromhex(salt)) < 16:
@@ -421,6 +440,7 @@ _TOP_KEYS = (
     "heartbeat",
     "history",
     "dnsbl",
+    "nat",
 )
 _TARGET_KEYS = ("sent", "backoff", "stopped", "config_fp", "secret_fp", "stopped_names")
 
@@ -567,6 +587,38 @@ def _heartbeat_json(h: HeartbeatRecord) -> dict[str, Any]:
             "preset": h.preset,
             "last_ok": h.last_ok,
             "failing_since": h.failing_since,
+        }
+    )
+
+
+def _parse_nat(raw: Any, check: _Checker) -> dict[int, NatCheck]:
+    spec = {
+        "tried": _NUMBER,
+        "result": (str,),
+        "checked": _OPT_NUMBER,
+        "interface": _OPT_STR,
+        "local": _OPT_STR,
+        "echo": _OPT_STR,
+        "since": _OPT_NUMBER,
+    }
+    out = {}
+    for family, entry, where in check.families(raw, "nat"):
+        f = check.record(entry, where, spec)
+        if f is not None:
+            out[family] = NatCheck(**f)
+    return out
+
+
+def _nat_json(n: NatCheck) -> dict[str, Any]:
+    return _without_none(
+        {
+            "tried": n.tried,
+            "result": n.result,
+            "checked": n.checked,
+            "interface": n.interface,
+            "local": n.local,
+            "echo": n.echo,
+            "since": n.since,
         }
     )
 
@@ -737,6 +789,8 @@ def to_json(state: AgentState) -> dict[str, Any]:
         out["history"] = _history_json(state.history)
     if state.dnsbl.checks or state.dnsbl.acted_on:
         out["dnsbl"] = _dnsbl_json(state.dnsbl)
+    if state.nat:
+        out["nat"] = {str(f): _nat_json(n) for f, n in sorted(state.nat.items())}
     return out
 
 

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 from ddnsagent import history, http
 from ddnsagent.address import IPAddress
 from ddnsagent.config import Config
-from ddnsagent.detect.finder import detect
+from ddnsagent.detect import nat
+from ddnsagent.detect.finder import crosscheck, detect
 from ddnsagent.errors import FatalAnswer, SecretUnavailable, TransientError, ZoneApplyError
 from ddnsagent.outcome import Detection, SyncReport, TargetReport
 from ddnsagent.providers import client_for
@@ -41,6 +42,7 @@ from ddnsagent.store import (
     AgentState,
     Backoff,
     Detected,
+    NatCheck,
     Sent,
     Stopped,
     Store,
@@ -154,8 +156,38 @@ class Agent:
 
         jobs = [self._provider(cfg, store, state, s, report, options) for s in cfg.providers]
         jobs += [self._zone(store, state, z, report, options) for z in cfg.zones]
+        jobs.append(self._nat(cfg, state, report, options))
         await asyncio.gather(*jobs)
         return report
+
+    async def _nat(
+        self, cfg: Config, state: AgentState, report: SyncReport, options: SyncOptions
+    ) -> None:
+        """Compare an interface source with the echoes (detect/nat.py): for free when the
+        echoes answered this sync, else after a change and once a day; a NAT episode is a
+        warning once, then debug lines until the verdict or the pair changes."""
+        if options.dry_run or options.addresses is not None:
+            return
+        now = time.time()
+        for family, d in report.detections.items():
+            last = state.nat.get(family)
+            sources = cfg.detect.sources(family)
+            changed = family in report.changed
+            found = str(d.address) if d.address else None
+            how = nat.due(sources, d.source if found else None, found, last, changed, now)
+            if how is None:
+                continue
+            limit = detect_limit(cfg, family)
+            try:
+                async with asyncio.timeout(limit):
+                    echo = d.address if how == "free" else None
+                    verdict, notes = await crosscheck(cfg.detect, family, echo)
+            except TimeoutError:
+                verdict, notes = None, [f"no answer within {limit:g}s"]
+            except Exception:  # a side check: never the reason a sync fails
+                log.exception("IPv%d: comparing the interface with the echoes failed", family)
+                verdict, notes = None, ["failed"]
+            _record_nat(state, family, verdict, notes, now)
 
     async def _provider(
         self,
@@ -566,6 +598,7 @@ def longest_sync(cfg: Config) -> float:
     detection = max((detect_limit(cfg, f) for f in cfg.families), default=0.0)
     parts = [provider_limit(cfg, p) * len(p.families()) for p in cfg.providers]
     parts += [z.time_limit for z in cfg.zones]
+    parts.append(detection)  # the NAT comparison (detect/nat.py) runs beside them
     return cfg.agent.lock_timeout + detection + max(parts, default=0.0) + SYNC_SLACK
 
 
@@ -684,6 +717,39 @@ def _remember_detection(state: AgentState, family: int, d: Detection, now: float
         return old is not None
     state.detected[family] = replace(old, source=d.source, checked=now)
     return False
+
+
+def _record_nat(
+    state: AgentState, family: int, verdict: nat.Verdict | None, notes: list[str], now: float
+) -> None:
+    """Keep the comparison; say a new NAT episode (a new verdict or pair) once, and its end."""
+    last = state.nat.get(family)
+    if verdict is None:
+        if last is None:
+            state.nat[family] = NatCheck(tried=now)
+        else:
+            last.tried = now
+        log.debug("IPv%d: interface and echoes not compared: %s", family, "; ".join(notes))
+        return
+    local = ",".join(verdict.local)
+    pair = (verdict.kind, verdict.interface, local, verdict.echo)
+    same = last is not None and (last.result, last.interface, last.local, last.echo) == pair
+    since = last.since if last is not None and same else now
+    kind, interface, _, echo = pair
+    state.nat[family] = NatCheck(now, kind, now, interface, local, echo, since)
+    if same:
+        log.debug("IPv%d: %s and the echoes: %s, as before", family, interface, kind)
+    elif verdict.nat:
+        message, fix = nat.words(verdict.kind, verdict.interface, local, verdict.echo)
+        log.warning("IPv%d: BEHIND ANOTHER NAT: %s — %s", family, message, fix)
+    elif last is not None and last.result in nat.NAT_KINDS:
+        log.info(
+            "IPv%d: %s (%s) and the echoes (%s) agree now: no other NAT in the way any more",
+            family,
+            verdict.interface,
+            local,
+            verdict.echo,
+        )
 
 
 def _ts(t: float) -> str:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from ddnsagent.address import IPAddress, refusal
-from ddnsagent.detect import web
+from ddnsagent.detect import nat, web
 from ddnsagent.detect.settings import DetectConfig, Source
 from ddnsagent.errors import DetectError
 from ddnsagent.outcome import Detection
@@ -113,3 +113,48 @@ async def _quorum(
     result.address = answers[0][1]
     result.source = " + ".join(s.text for s, _ in answers)
     return True
+
+
+async def crosscheck(
+    cfg: DetectConfig,
+    family: int,
+    echo: IPAddress | None = None,
+    echoes: tuple[Source, ...] | None = None,
+) -> tuple[nat.Verdict | None, list[str]]:
+    """The configured interface source's addresses against what the echoes see (see nat.py).
+
+    `echo` is the echoes' answer when this sync already has it (no request is made); else the
+    `echoes` (default: the family's remote sources) are asked, `quorum` of them agreeing as in
+    a detection. Returns the verdict (None when no comparison could be made) and notes saying
+    why not."""
+    names = [s.arg for s in cfg.sources(family) if s.kind == "interface"]
+    if not names:
+        return None, [f"no interface: source for IPv{family}"]
+    # lazy: netlink (600 lines) only for interface: sources
+    from ddnsagent.detect import netlink
+
+    try:
+        everything = netlink.list_addresses(None, family)
+    except OSError as exc:
+        return None, [f"cannot read this machine's addresses: {exc}"]
+    chosen = None
+    for name in names:
+        own = [a.address for a in everything if a.ifname == name]
+        if nat.usable(own):
+            chosen = name, own
+            break
+    if chosen is None:
+        shown = ", ".join(names)
+        return None, [f"{shown}: no IPv{family} address to compare with the echo"]
+    if echo is None:
+        remote = expand(echoes if echoes is not None else cfg.sources(family), family)
+        remote = [s for s in remote if s.remote]
+        if not remote:
+            return None, [f"no echo source (web, dns:) for IPv{family} to compare with"]
+        found = Detection(family)
+        if not await _quorum(remote, min(cfg.quorum, len(remote)), family, cfg, found):
+            return None, found.notes or ["the echoes did not answer"]
+        echo = found.address
+        assert echo is not None
+    name, own = chosen
+    return nat.judge(name, own, [a.address for a in everything], echo), []

@@ -17,13 +17,15 @@ So the doctor asks, without changing anything:
 4. `postfix`: are the three restrictions in place (`postconf`)? Does a 5xx from the relay
    bounce mail for good (`soft_bounce`)? Warned when the watchdog saw the relay do so.
 5. `relay`: does the submission relay accept a TCP connection and greet?
+6. `nat`: does the `interface:` source's address match what the echoes see, or is there a
+   NAT in the way (double NAT, the ISP's CGNAT) that keeps mail from outside out?
 
 Each finding is pass, warn, fail or skip, with the fix. The exit code is 0 when nothing warns
 or fails, else 1. Every server asked and every file read is a field of `Options`, so tests point
 them all at things they started.
 
 This module is the public face; each check lives in its own module (`resolvconf`, `domains`
-with `wildcard` and `mx`, `postfix`, `relay`), the printing in `report`.
+with `wildcard` and `mx`, `postfix`, `relay`, `nat`), the printing in `report`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ddnsagent.config import Config
 from ddnsagent.doctor.bounce import check_soft_bounce
 from ddnsagent.doctor.domains import check_domains
 from ddnsagent.doctor.finding import STATUSES, Finding, Status
+from ddnsagent.doctor.nat import check_nat
 from ddnsagent.doctor.options import Options
 from ddnsagent.doctor.postfix import check_postfix
 from ddnsagent.doctor.relay import check_relay
@@ -67,12 +70,14 @@ def main(cfg: Config, as_json: bool, out: TextIO, options: Options | None = None
 
 
 def run(cfg: Config, options: Options) -> list[Finding]:
-    """The five checks in the order the trouble chains: resolver, domains, Postfix, relay."""
+    """The checks in the order the trouble chains: resolver, domains, Postfix, relay; then
+    whether a NAT in the way keeps mail from outside out (`nat`)."""
     findings = check_resolv_conf(options.resolv_conf, options.postfix_resolv_conf)
     findings += check_domains(cfg, options)
     findings += check_postfix(options.postconf, options.command_timeout, cfg.relay is not None)
     findings += check_soft_bounce(options.postconf, options.command_timeout, _last_bounced(cfg))
     findings += check_relay(cfg, options)
+    findings += check_nat(cfg, options)
     return findings
 
 

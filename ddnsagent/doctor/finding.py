@@ -11,7 +11,7 @@ STATUSES: tuple[Status, ...] = ("pass", "warn", "fail", "skip")
 
 @dataclass(frozen=True)
 class Finding:
-    check: str  # "resolv.conf", "wildcard", "mx", "postfix" or "relay"
+    check: str  # "resolv.conf", "wildcard", "mx", "postfix", "relay" or "nat"
     status: Status
     subject: str  # what was looked at: a file, "example.net. at 127.0.0.1", a parameter
     message: str

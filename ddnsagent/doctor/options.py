@@ -27,4 +27,6 @@ class Options:
     dns_timeout: float = 2.0
     connect_timeout: float = 5.0
     command_timeout: float = 10.0
+    # Echo URLs the `nat` check asks; None: [detect]'s web/dns: sources, else the built-in ones.
+    echoes: tuple[str, ...] | None = None
     probe_label: str = field(default_factory=lambda: PROBE_PREFIX + secrets.token_hex(5))
