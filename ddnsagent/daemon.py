@@ -116,6 +116,10 @@ class Daemon:
     def relay_problem(self, kind: str, check: str, line: str) -> None:
         self.notifier.relay_problem(kind, check, line)
 
+    def bounce_guard(self, text: str) -> None:
+        """The bounce guard's one notice of an episode (relay/guard.py), as a `relay` event."""
+        self.notifier.event("relay", f"{self.notifier.host}: bounces put on hold", text, "warning")
+
     def reconnected(self, outcome: Any) -> None:
         self.metrics.observe_reconnect(metrics.reconnect_result(outcome))
         self.notifier.observe_reconnect(outcome)

@@ -172,6 +172,20 @@ class Relay:
 
 
 @dataclass
+class Guard:
+    """The bounce guard's episode (relay/guard.py): since when bounces go on hold (None: not
+    now), how many were held at the last look and their top recipient domains, the episode's
+    one notice, and why the last hold failed (None: it worked)."""
+
+    since: float | None = None
+    time: float = 0.0  # the last change
+    held: int = 0
+    domains: list[str] = field(default_factory=list)
+    notice: str = ""
+    problem: str | None = None
+
+
+@dataclass
 class AgentState:
     """The whole state; `salt` keys the fingerprints, so they say nothing outside this file."""
 
@@ -180,6 +194,7 @@ class AgentState:
     targets: dict[str, Target] = field(default_factory=dict)
     zones: dict[str, ZoneRecord] = field(default_factory=dict)
     relay: Relay = field(default_factory=Relay)
+    guard: Guard | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def target(self, name: str) -> Target:
@@ -282,6 +297,8 @@ def _parse(data: dict[str, Any], check: _Checker) -> AgentState:
             state.zones[name] = zone
     if "relay" in data:
         state.relay = _parse_relay(data["relay"], check)
+    if data.get("guard") is not None:
+        state.guard = _parse_guard(data["guard"], check)
     salt = data.get("salt")
     try:
         if not isinstance(salt, str) or len(bytes.fromhex(salt)) < 16:
@@ -295,7 +312,7 @@ def _parse(data: dict[str, Any], check: _Checker) -> AgentState:
     return state
 
 
-_TOP_KEYS = ("version", "salt", "detected", "targets", "zones", "relay")
+_TOP_KEYS = ("version", "salt", "detected", "targets", "zones", "relay", "guard")
 _TARGET_KEYS = ("sent", "backoff", "stopped", "config_fp", "secret_fp", "stopped_names")
 
 
@@ -417,6 +434,35 @@ def _parse_relay(raw: Any, check: _Checker) -> Relay:
     return relay
 
 
+def _parse_guard(raw: Any, check: _Checker) -> Guard | None:
+    spec = {
+        "since": _OPT_NUMBER,
+        "time": _NUMBER,
+        "held": (int,),
+        "domains": (list,),
+        "notice": (str,),
+        "problem": _OPT_STR,
+    }
+    f = check.record(raw, "guard", spec)
+    if f is None:
+        return None
+    domains = [d for d in f["domains"] if isinstance(d, str)]
+    if len(domains) != len(f["domains"]):
+        check.drop("guard.domains", "entries that are not names")
+    return Guard(**{**f, "domains": domains[:10], "held": max(f["held"], 0)})
+
+
+def _guard_json(g: Guard) -> dict[str, Any]:
+    return {
+        "since": g.since,
+        "time": g.time,
+        "held": g.held,
+        "domains": list(g.domains),
+        "notice": g.notice,
+        "problem": g.problem,
+    }
+
+
 def _without_none(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if v is not None}
 
@@ -446,6 +492,8 @@ def to_json(state: AgentState) -> dict[str, Any]:
     relay = _relay_json(state.relay)
     if relay:
         out["relay"] = relay
+    if state.guard is not None:
+        out["guard"] = _guard_json(state.guard)
     return out
 
 
