@@ -34,6 +34,7 @@ MAX_RECIPIENTS = 100
 """Recipients of one queue file looked at; a bounce has one."""
 TOP_DOMAINS = 3
 QUEUE_TIMEOUT = 30.0
+HOUR = 3600.0
 POSTSUPER_TIMEOUT = 60.0
 #: showq prints the null sender as `empty_address_recipient` (default MAILER-DAEMON), and
 #: cleanup turns a submitted sender MAILER-DAEMON (or mailer-daemon@$myorigin) into the null
@@ -174,29 +175,32 @@ def notice(rate: int, limit: int, on_hold: Sequence[QueuedBounce]) -> str:
 class Episode:
     """Past the limit or not, from the bounce rate: pure. `observe` says what to do now:
     "start" (the limit was just passed: hold and notify once), "hold" (still past it and a new
-    bounce arrived: hold again), "end" (back under the limit) or None."""
+    bounce arrived: hold again), "end" (an hour without passing it) or None. An episode lasts
+    until a whole hour passed under the limit, so a count hovering at the limit (or a restart,
+    which counts from zero again) does not repeat the notice."""
 
     limit: int
     active: bool = False
     since: float | None = None
-    holds: int = field(default=0)
+    last_excess: float = 0.0
 
     def observe(self, rate: int, now: float, new_bounce: bool) -> str | None:
         if self.limit <= 0:
             return None
         if rate > self.limit:
+            self.last_excess = now
             if not self.active:
                 self.active, self.since = True, now
-                self.holds += 1
                 return "start"
-            if new_bounce:
-                self.holds += 1
-                return "hold"
-            return None
-        if self.active:
+            return "hold" if new_bounce else None
+        if self.active and now - self.last_excess >= HOUR:
             self.active, self.since = False, None
             return "end"
         return None
+
+    def resume(self, since: float, last: float) -> None:
+        """After a restart inside an episode (the state's record): its notice was given."""
+        self.active, self.since, self.last_excess = True, since, last
 
 
 # -- the I/O (root runs hold/release; anyone who may list the queue runs the reading) --------

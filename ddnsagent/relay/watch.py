@@ -93,6 +93,9 @@ class RelayWatch:
 
     async def run(self) -> None:
         assert self.cfg.relay is not None
+        kept = Store.of(self.cfg.agent).load().guard
+        if kept is not None and kept.since is not None:
+            self.episode.resume(kept.since, kept.time)
         if self.cfg.relay.log == "journal":
             await self._run_journal()
         else:
@@ -368,7 +371,7 @@ class RelayWatch:
             self._hold_task = task
         elif action == "end":
             log.info(
-                "bounce guard: %d bounces in the last hour, back under the limit (%d); held "
+                "bounce guard: %d bounces in the last hour, an hour under the limit (%d); held "
                 "bounces stay on hold until `ddnsagent bounces release`",
                 self.decider.bounce_rate(now),
                 self.episode.limit,

@@ -115,17 +115,22 @@ def test_release_chooses_held_bounces_only() -> None:
     assert "postsuper -H OTHERHELD" in refused["OTHERHELD"]  # someone else's: named, not done
 
 
-def test_the_episode_starts_once_holds_on_each_bounce_and_ends() -> None:
+def test_the_episode_starts_once_holds_on_each_bounce_and_ends_after_an_hour() -> None:
     e = Episode(limit=3)
     assert e.observe(3, 100.0, True) is None  # at the limit: not past it
     assert e.observe(4, 101.0, True) == "start"
     assert e.since == 101.0
     assert e.observe(5, 102.0, True) == "hold"
     assert e.observe(5, 103.0, False) is None  # no new bounce: nothing to hold
-    assert e.observe(3, 200.0, False) == "end"
-    assert e.observe(2, 201.0, True) is None
-    assert e.observe(4, 300.0, True) == "start"  # a new episode: a new notice
+    assert e.observe(3, 200.0, True) is None  # under the limit: nothing held, still one episode
+    assert e.observe(4, 300.0, True) == "hold"  # past it again: no second notice
+    assert e.observe(2, 300.0 + 3599, False) is None
+    assert e.observe(2, 300.0 + 3600, False) == "end"
+    assert e.observe(4, 5000.0, True) == "start"  # a new episode: a new notice
     assert Episode(limit=0).observe(10_000, 1.0, True) is None  # off
+    resumed = Episode(limit=3)
+    resumed.resume(since=50.0, last=60.0)
+    assert resumed.observe(4, 70.0, True) == "hold"  # its notice was given before the restart
 
 
 def test_the_notice_names_the_domains_the_cause_and_the_check() -> None:
@@ -377,3 +382,95 @@ async def _wait(condition: Any, timeout: float = 15.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "not in time"
         await asyncio.sleep(0.05)
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+def cli_config(tmp_path: Path, relay: bool = True) -> Path:
+    text = f'[agent]\nstate_dir = "{tmp_path}/state"\n[detect]\nipv4 = ["command:/bin/true"]\n'
+    if relay:
+        text += (
+            f'[relay]\nlog = "{tmp_path}/mail.log"\nhost = "relay.example.net"\n'
+            'queue = ["postqueue", "-j"]\nbounce_limit = 5\n'
+        )
+    return write_config(tmp_path, text)
+
+
+def test_status_carries_the_guard(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ddnsagent import cli
+
+    path = cli_config(tmp_path)
+    with Store(tmp_path / "state").edit() as state:
+        state.guard = Guard(since=1000.0, time=1001.0, held=2, domains=["f.example"], notice="N")
+    assert cli.main(["status", "--json", "--config", str(path)]) == 0
+    shown = json.loads(capsys.readouterr().out)["bounce_guard"]
+    assert shown["active"] and shown["limit"] == 5 and shown["held"] == 2
+    assert shown["top_domains"] == ["f.example"] and shown["notice"] == "N"
+    assert cli.main(["status", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "bounce guard: ON since" in out and "2 bounces on hold" in out
+    bare = cli_config(tmp_path, relay=False)
+    assert cli.main(["status", "--json", "--config", str(bare)]) == 0
+    assert json.loads(capsys.readouterr().out)["bounce_guard"] is None
+
+
+def test_bounces_list_and_release_from_the_command_line(
+    tmp_path: Path, postfix_stubs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ddnsagent import cli
+
+    path = cli_config(tmp_path)
+    assert cli.main(["bounces", "list", "--json", "--config", str(path)]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [b["queue_id"] for b in listed["held"]] == ["0C0422"]
+    assert sorted(b["queue_id"] for b in listed["waiting"]) == ["0A0422", "0B0422"]
+    assert cli.main(["bounces", "list", "--config", str(path)]) == 0
+    assert "1 bounces on hold, 2 waiting" in capsys.readouterr().out
+    if os.geteuid() != 0:
+        assert cli.main(["bounces", "release", "--all", "--config", str(path)]) == 2
+        assert "needs root" in capsys.readouterr().err
+        return
+    # a bad queue id, a bad pace: refused before anything runs
+    assert cli.main(["bounces", "release", "../x", "--config", str(path)]) == 2
+    assert "not a Postfix queue id" in capsys.readouterr().err
+    assert cli.main(["bounces", "release", "--all", "--pace", "soon", "--config", str(path)]) == 2
+    assert "--pace 'soon'" in capsys.readouterr().err
+    assert not (postfix_stubs / "stdin").exists()
+    # an ordinary message named: refused, nothing done (exit 2)
+    assert cli.main(["bounces", "release", "0D0422", "--config", str(path)]) == 2
+    assert "not released: 0D0422" in capsys.readouterr().out
+    assert not (postfix_stubs / "stdin").exists()
+    assert cli.main(["bounces", "release", "--all", "--pace", "0", "--config", str(path)]) == 0
+    assert (postfix_stubs / "stdin").read_text() == "0C0422\n"
+    assert "released 1 bounces" in capsys.readouterr().out
+    assert cli.main(["bounces", "hold", "--json", "--config", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["done"] == ["0A0422", "0B0422"]
+
+
+def test_a_restart_inside_an_episode_does_not_notify_again(world: Any, postfix_stubs: Path) -> None:
+    cfg, _dyn, maillog, tmp = world
+    import dataclasses
+
+    hold = tmp / "hold"
+    hold.write_text(f"#!/bin/sh\necho run >> {tmp}/holds\n")
+    hold.chmod(0o755)
+    relay = dataclasses.replace(cfg.relay, bounce_limit=1, bounce_hold=(str(hold),))
+    cfg = dataclasses.replace(cfg, relay=relay)
+    with Store(cfg.agent.state_dir).edit() as state:
+        state.guard = Guard(since=time.time() - 60, time=time.time() - 60, notice="said")
+    events = Events()
+
+    async def scenario() -> None:
+        watch = RelayWatch(Agent(cfg), events=events)
+        task = asyncio.ensure_future(watch.run())
+        await asyncio.sleep(0.3)
+        with maillog.open("a") as f:
+            f.write(bounce_line(1) + bounce_line(2))
+        await _wait(lambda: _lines(tmp / "holds") >= 1)
+        await asyncio.sleep(0.3)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
+    assert events.notices == []  # held, but the episode's notice was given before the restart
