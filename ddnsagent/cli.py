@@ -943,8 +943,7 @@ def _bounces(args: argparse.Namespace, cfg: Any) -> int:
     queue = cfg.relay.queue
     as_json = getattr(args, "json", False)
     if args.bounces_command == "list":
-        view = asyncio.run(guard.postfix_view(queue))
-        reading = asyncio.run(guard.read_bounces(queue, view))
+        reading = asyncio.run(guard.read_bounces(queue))
         if reading.problem is not None:
             _err(f"cannot read Postfix's queue ([relay] queue): {reading.problem}")
             return EXIT_RETRY

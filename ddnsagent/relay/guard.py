@@ -212,15 +212,15 @@ class BounceReading:
     problem: str | None = None
 
 
-async def postfix_view(queue_argv: Sequence[str]) -> PostfixView:
+async def postfix_view(queue_argv: Sequence[str]) -> PostfixView | str:
     """Ask `postconf -x -h` for the server's own domains and the null sender's name; literal
     domain names only (a table or file in the list is not read: mail to such a domain is
-    treated as bound for the relay only if it is not listed literally)."""
+    treated as bound for the relay). Why not, as text, when postconf fails."""
     names = ("myhostname", "mydestination", "virtual_alias_domains", "virtual_mailbox_domains")
     argv = ("postconf", *config_dir(queue_argv), "-x", "-h", *names, "empty_address_recipient")
     result = await process.run_async(argv, QUEUE_TIMEOUT, separate_stderr=True)
-    if not result.ok:
-        return PostfixView()
+    if not result.ok:  # without the server's domains, a local bounce could look relay-bound
+        return f"Postfix's domains are unknown: {result.describe()}"
     lines = result.output.splitlines()
     domains: set[str] = set()
     for value in lines[: len(names)]:
@@ -232,10 +232,17 @@ async def postfix_view(queue_argv: Sequence[str]) -> PostfixView:
 
 
 async def read_bounces(
-    queue_argv: Sequence[str], view: PostfixView, timeout: float = QUEUE_TIMEOUT
+    queue_argv: Sequence[str], view: PostfixView | None = None, timeout: float = QUEUE_TIMEOUT
 ) -> BounceReading:
-    """The relay-bound bounces in Postfix's queue (every queue, hold included)."""
+    """The relay-bound bounces in Postfix's queue (every queue, hold included); `view` is
+    asked of postconf when not given."""
     reading = BounceReading()
+    if view is None:
+        asked = await postfix_view(queue_argv)
+        if isinstance(asked, str):
+            reading.problem = asked
+            return reading
+        view = asked
     seen = 0
 
     def on_line(line: str) -> None:
@@ -277,8 +284,7 @@ class Done:
 async def hold_now(queue_argv: Sequence[str]) -> Done:
     """Root's side: read the queue, hold the relay-bound bounces still waiting (at most
     MAX_HOLD). Nothing from the caller but the configuration's queue command."""
-    view = await postfix_view(queue_argv)
-    reading = await read_bounces(queue_argv, view)
+    reading = await read_bounces(queue_argv)
     if reading.problem is not None:
         return Done(problem=f"the queue cannot be read: {reading.problem}")
     ids = [b.queue_id for b in to_hold(reading.bounces)]
@@ -328,8 +334,7 @@ async def release(
     queue manager's memory for a while, and on real Postfix 3.7 a message released with -H and
     activated again during that time was removed by qmgr, undelivered
     (tests/e2e/test_bounce_guard_e2e.py shows the requeue keeps every one)."""
-    view = await postfix_view(queue_argv)
-    reading = await read_bounces(queue_argv, view)
+    reading = await read_bounces(queue_argv)
     if reading.problem is not None:
         return Done(problem=f"the queue cannot be read: {reading.problem}")
     chosen, refused = choose_release(reading.bounces, named, every)

@@ -64,7 +64,7 @@ RENOTIFY_EVERY = 600.0  # a re-notify on a log line alone at most this often
 BOUNCED_SAVE_EVERY = 60.0  # the last hard bounce is written to the state at most this often
 IPV6 = 6
 HOLD_TIMEOUT = 90.0  # `[relay] bounce_hold` (systemctl start waits for the oneshot)
-HOLD_RUNS = 2  # runs of one hold task: the one asked for, and one for bounces seen meanwhile
+HOLD_RUNS = 20  # runs of one hold task: the first, then one per batch of bounces meanwhile
 
 
 class RelayWatch:
@@ -409,8 +409,7 @@ class RelayWatch:
         """The episode's one notice: log, the `relay` notification, `status`."""
         relay = self.cfg.relay
         assert relay is not None
-        view = await guard.postfix_view(relay.queue)
-        reading = await guard.read_bounces(relay.queue, view)
+        reading = await guard.read_bounces(relay.queue)
         on_hold = guard.held(reading.bounces)
         text = guard.notice(self.decider.bounce_rate(time.time()), relay.bounce_limit, on_hold)
         if problem is not None:
@@ -425,8 +424,7 @@ class RelayWatch:
         """After a later hold (or the episode's end): the count and domains held now."""
         relay = self.cfg.relay
         assert relay is not None
-        view = await guard.postfix_view(relay.queue)
-        reading = await guard.read_bounces(relay.queue, view)
+        reading = await guard.read_bounces(relay.queue)
         on_hold = guard.held(reading.bounces)
         previous = Store.of(self.cfg.agent).load().guard
         record = Guard(

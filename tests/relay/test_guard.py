@@ -474,3 +474,12 @@ def test_a_restart_inside_an_episode_does_not_notify_again(world: Any, postfix_s
 
     asyncio.run(scenario())
     assert events.notices == []  # held, but the episode's notice was given before the restart
+
+
+def test_without_postfixs_domains_root_holds_nothing(postfix_stubs: Path) -> None:
+    """A local bounce would look bound for the relay if postconf could not say what is local."""
+    (postfix_stubs / "bin" / "postconf").write_text("#!/bin/sh\necho 'fatal: no' >&2\nexit 1\n")
+    done = asyncio.run(guard.hold_now(["postqueue", "-j"]))
+    assert done.acted == [] and done.problem is not None
+    assert "domains are unknown" in done.problem
+    assert not (postfix_stubs / "stdin").exists()
