@@ -170,7 +170,7 @@ def _add_bounces_parser(cmd: Any) -> None:
     def action(name: str, help_text: str) -> argparse.ArgumentParser:
         a: argparse.ArgumentParser = actions.add_parser(name, help=help_text, description=help_text)
         a.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="configuration file")
-        a.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=JSON_HELP)
+        a.add_argument("--json", action="store_true", help=JSON_HELP)
         return a
 
     action("list", "show the null-sender mail to the relay on hold (and what still waits)")

@@ -483,3 +483,13 @@ def test_without_postfixs_domains_root_holds_nothing(postfix_stubs: Path) -> Non
     assert done.acted == [] and done.problem is not None
     assert "domains are unknown" in done.problem
     assert not (postfix_stubs / "stdin").exists()
+
+
+def test_json_and_config_before_the_command(
+    tmp_path: Path, postfix_stubs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ddnsagent import cli
+
+    path = cli_config(tmp_path)
+    assert cli.main(["--json", "--config", str(path), "bounces", "list"]) == 0
+    assert [b["queue_id"] for b in json.loads(capsys.readouterr().out)["held"]] == ["0C0422"]
