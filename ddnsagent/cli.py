@@ -978,7 +978,7 @@ def _bounces(args: argparse.Namespace, cfg: Any) -> int:
         except ValueError as exc:
             _err(f"--pace {args.pace!r}: {exc} (e.g. 30s, 2m, or 0 for all at once)")
             return EXIT_CONFIG
-        bad = [i for i in args.ids if not (i.isalnum() and len(i) <= 64)]
+        bad = [i for i in args.ids if not (i.isascii() and i.isalnum() and len(i) <= 64)]
         if bad:
             _err(
                 f"{bad[0]!r} is not a Postfix queue id (letters and digits, as "

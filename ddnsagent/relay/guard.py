@@ -115,6 +115,7 @@ def parse_bounce(line: str, view: PostfixView) -> QueuedBounce | None:
     sender, recipients = record.get("sender"), record.get("recipients")
     if not (
         isinstance(queue_id, str)
+        and queue_id.isascii()
         and queue_id.isalnum()
         and len(queue_id) <= 64
         and isinstance(queue_name, str)

@@ -70,6 +70,7 @@ def test_a_relay_bound_bounce_is_recognised() -> None:
         (qline("1AD74224EAB", recipients=()), "no recipient"),
         (qline("../../etc/x"), "not a queue id"),
         (qline("-d"), "not a queue id: an option"),
+        (qline("0A0²"), "not a queue id: not ASCII"),
         (qline("ALL"[:0] or ""), "empty id"),
         ('{"queue_id": 5}', "malformed"),
         ("[1, 2]", "not an object"),
