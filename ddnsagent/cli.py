@@ -158,7 +158,42 @@ def build_parser() -> argparse.ArgumentParser:
     _add_relay_parser(cmd)
     _add_history_parser(cmd)
     _add_dnsbl_parser(cmd)
+    _add_bounces_parser(cmd)
     return p
+
+
+def _add_bounces_parser(cmd: Any) -> None:
+    """`bounces list|release|hold`: the bounce guard's held mail (README "Bounce guard")."""
+    bounces = cmd("bounces", "bounces the bounce guard put on hold: list, release, hold")
+    actions = bounces.add_subparsers(
+        dest="bounces_command", required=True, metavar="ACTION", help="list, release or hold"
+    )
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        a: argparse.ArgumentParser = actions.add_parser(name, help=help_text, description=help_text)
+        a.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="configuration file")
+        a.add_argument("--json", action="store_true", help=JSON_HELP)
+        return a
+
+    action("list", "show the null-sender mail to the relay on hold (and what still waits)")
+    r = action(
+        "release",
+        "release held bounces (requeued: postsuper -r) at a pace; held null-sender mail only",
+    )
+    which = r.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every held bounce")
+    which.add_argument("ids", nargs="*", default=[], metavar="QUEUEID", help="these held bounces")
+    r.add_argument(
+        "--pace",
+        default="10s",
+        metavar="DURATION",
+        help="one message every DURATION, e.g. 30s or 2m; 0 releases all at once (10s)",
+    )
+    action(
+        "hold",
+        "hold the null-sender mail to the relay waiting in the queue (root; what "
+        "ddnsagent-bounce-hold.service runs)",
+    )
 
 
 def _add_history_parser(cmd: Any) -> None:
@@ -337,6 +372,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _history(args, cfg)
     if args.command == "dnsbl":
         return _dnsbl(args, cfg)
+    if args.command == "bounces":
+        return _bounces(args, cfg)
     if args.command == "doctor":
         # lazy: the doctor's checks load DNS and SMTP code (~70 ms) no other command needs
         from ddnsagent import doctor
@@ -569,6 +606,7 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
         out["heartbeat"] = beat
         out["history"] = history.status_json(state.history)  # issue 14 part 4
         out["nat"] = nat.status_json(state.nat)  # issue 14 part 5: double NAT
+        out["bounce_guard"] = _guard_status(cfg, state)
         json.dump(out, sys.stdout, indent=2)
         print()
         return code
@@ -605,6 +643,7 @@ def _status(args: argparse.Namespace, cfg: Any) -> int:
         )
     if relay is not None:
         _print_relay(relay)
+    _print_guard(cfg, state)
     if dnsbl is not None:
         for line in dnsbl_check.status_lines(state.dnsbl, cfg.dnsbl, _ts):
             print(line)
@@ -653,6 +692,26 @@ def _history(args: argparse.Namespace, cfg: Any) -> int:
         since=moments["since"],
         at=moments["at"],
     )
+
+
+def _guard_status(cfg: Any, state: Any) -> dict[str, Any] | None:
+    """The `bounce_guard` key of `status --json` (null without [relay])."""
+    if cfg.relay is None:
+        return None
+    # lazy: the guard's view (~1 ms), only with [relay]
+    from ddnsagent.relay import guardview
+
+    return guardview.status_json(cfg.relay.bounce_limit, state.guard)
+
+
+def _print_guard(cfg: Any, state: Any) -> None:
+    shown = _guard_status(cfg, state)
+    if shown is not None:
+        # lazy: see _guard_status
+        from ddnsagent.relay import guardview
+
+        for line in guardview.status_lines(shown):
+            print(line)
 
 
 # The objects of `status --json` (README), keys in the order the file always had them in.
@@ -1040,6 +1099,93 @@ def _dnsbl(args: argparse.Namespace, cfg: Any) -> int:
         for _, text in dnsbl_check.lines(r):
             print(f"  {text}")
     return code.get(worst, EXIT_OK)
+
+
+def _bounces(args: argparse.Namespace, cfg: Any) -> int:
+    """`bounces list|release|hold` (relay/guard.py does the work)."""
+    # lazy: the guard's queue code and asyncio (~20 ms), for this command alone
+    import asyncio
+
+    from ddnsagent.durations import parse_duration  # lazy: see above
+    from ddnsagent.relay import guard  # lazy: see above
+
+    if cfg.relay is None:
+        _err(
+            f'{cfg.file}: no [relay] section — add one with host = "…" (the bounce guard '
+            "is part of it)"
+        )
+        return EXIT_CONFIG
+    queue = cfg.relay.queue
+    as_json = getattr(args, "json", False)
+    if args.bounces_command == "list":
+        reading = asyncio.run(guard.read_bounces(queue))
+        if reading.problem is not None:
+            _err(f"cannot read Postfix's queue ([relay] queue): {reading.problem}")
+            return EXIT_RETRY
+        on_hold = guard.held(reading.bounces)
+        waiting = guard.to_hold(reading.bounces)
+        if as_json:
+            out = {
+                "held": [b.to_json() for b in on_hold],
+                "waiting": [b.to_json() for b in waiting],
+                "top_domains": guard.top_domains(on_hold),
+            }
+            json.dump(out, sys.stdout, indent=2)
+            print()
+            return EXIT_OK
+        print(f"{len(on_hold)} bounces on hold, {len(waiting)} waiting to go to the relay")
+        for b in on_hold:
+            print(f"{b.queue_id}  {_ts(b.arrival)}  to {', '.join(b.recipients)}")
+        if on_hold:
+            print(f"top recipient domains: {', '.join(guard.top_domains(on_hold))}")
+        return EXIT_OK
+    if os.geteuid() != 0:
+        _err(
+            f"bounces {args.bounces_command}: postsuper needs root — run it as root (sudo); "
+            "the daemon starts ddnsagent-bounce-hold.service for the hold"
+        )
+        return EXIT_CONFIG
+    if args.bounces_command == "hold":
+        done = asyncio.run(guard.hold_now(queue))
+    else:
+        try:
+            pace = parse_duration(args.pace)
+        except ValueError as exc:
+            _err(f"--pace {args.pace!r}: {exc} (e.g. 30s, 2m, or 0 for all at once)")
+            return EXIT_CONFIG
+        bad = [i for i in args.ids if not (i.isascii() and i.isalnum() and len(i) <= 64)]
+        if bad:
+            _err(
+                f"{bad[0]!r} is not a Postfix queue id (letters and digits, as "
+                "`bounces list` shows)"
+            )
+            return EXIT_CONFIG
+
+        def progress(ids: str) -> None:
+            if not as_json:
+                print(f"released {ids}", flush=True)
+
+        done = asyncio.run(guard.release(queue, args.ids, args.all, pace, progress))
+    if as_json:
+        out = {"done": done.acted, "refused": done.refused, "problem": done.problem}
+        json.dump(out, sys.stdout, indent=2)
+        print()
+    else:
+        verb = "held" if args.bounces_command == "hold" else "released"
+        if args.bounces_command == "hold":
+            print(
+                f"{verb} {len(done.acted)} bounces"
+                + (f": {' '.join(done.acted)}" if done.acted else "")
+            )
+        else:
+            print(f"{verb} {len(done.acted)} bounces")
+        for queue_id, why in done.refused.items():
+            print(f"not released: {queue_id} {why}")
+        if done.problem:
+            _err(f"bounces {args.bounces_command}: {done.problem}")
+    if done.problem:
+        return EXIT_RETRY
+    return EXIT_CONFIG if done.refused and not done.acted else EXIT_OK
 
 
 def _reset(args: argparse.Namespace, cfg: Any) -> int:

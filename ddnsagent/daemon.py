@@ -134,6 +134,10 @@ class Daemon:
     def dnsbl_found(self, address: str, verdict: str, text: str) -> None:
         self.notifier.dnsbl(address, verdict, text)
 
+    def bounce_guard(self, text: str) -> None:
+        """The bounce guard's one notice of an episode (relay/guard.py), as a `relay` event."""
+        self.notifier.event("relay", f"{self.notifier.host}: bounces put on hold", text, "warning")
+
     def reconnected(self, outcome: Any) -> None:
         self.metrics.observe_reconnect(metrics.reconnect_result(outcome))
         self.notifier.observe_reconnect(outcome)

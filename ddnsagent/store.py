@@ -295,6 +295,20 @@ class NatCheck:
 
 
 @dataclass
+class Guard:
+    """The bounce guard's episode (relay/guard.py): since when bounces go on hold (None: not
+    now), how many were held at the last look and their top recipient domains, the episode's
+    one notice, and why the last hold failed (None: it worked)."""
+
+    since: float | None = None
+    time: float = 0.0  # the last change
+    held: int = 0
+    domains: list[str] = field(default_factory=list)
+    notice: str = ""
+    problem: str | None = None
+
+
+@dataclass
 class AgentState:
     """The whole state; `salt` keys the fingerprints, so they say nothing outside this file."""
 
@@ -303,6 +317,7 @@ class AgentState:
     targets: dict[str, Target] = field(default_factory=dict)
     zones: dict[str, ZoneRecord] = field(default_factory=dict)
     relay: Relay = field(default_factory=Relay)
+    guard: Guard | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     heartbeat: HeartbeatRecord | None = None
     history: History = field(default_factory=History)
@@ -417,6 +432,8 @@ def _parse(data: dict[str, Any], check: _Checker) -> AgentState:
         state.dnsbl = _parse_dnsbl(data["dnsbl"], check)
     if "nat" in data:
         state.nat = _parse_nat(data["nat"], check)
+    if data.get("guard") is not None:
+        state.guard = _parse_guard(data["guard"], check)
     salt = data.get("salt")
     try:
         if not isinstance(salt, str) or len(bytes.fromhex(salt)) < 16:
@@ -441,6 +458,7 @@ _TOP_KEYS = (
     "history",
     "dnsbl",
     "nat",
+    "guard",
 )
 _TARGET_KEYS = ("sent", "backoff", "stopped", "config_fp", "secret_fp", "stopped_names")
 
@@ -754,6 +772,35 @@ def _dnsbl_json(d: Dnsbl) -> dict[str, Any]:
     }
 
 
+def _parse_guard(raw: Any, check: _Checker) -> Guard | None:
+    spec = {
+        "since": _OPT_NUMBER,
+        "time": _NUMBER,
+        "held": (int,),
+        "domains": (list,),
+        "notice": (str,),
+        "problem": _OPT_STR,
+    }
+    f = check.record(raw, "guard", spec)
+    if f is None:
+        return None
+    domains = [d for d in f["domains"] if isinstance(d, str)]
+    if len(domains) != len(f["domains"]):
+        check.drop("guard.domains", "entries that are not names")
+    return Guard(**{**f, "domains": domains[:10], "held": max(f["held"], 0)})
+
+
+def _guard_json(g: Guard) -> dict[str, Any]:
+    return {
+        "since": g.since,
+        "time": g.time,
+        "held": g.held,
+        "domains": list(g.domains),
+        "notice": g.notice,
+        "problem": g.problem,
+    }
+
+
 def _without_none(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if v is not None}
 
@@ -791,6 +838,8 @@ def to_json(state: AgentState) -> dict[str, Any]:
         out["dnsbl"] = _dnsbl_json(state.dnsbl)
     if state.nat:
         out["nat"] = {str(f): _nat_json(n) for f, n in sorted(state.nat.items())}
+    if state.guard is not None:
+        out["guard"] = _guard_json(state.guard)
     return out
 
 

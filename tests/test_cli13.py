@@ -165,6 +165,7 @@ REQUIRED = {
     "acme-hook": ["mydns", "--auth"],
     "hook": ["ip-up"],
     "relay": ["explain"],
+    "bounces": ["list"],
 }
 
 

@@ -283,9 +283,12 @@ def test_sudoers_file_is_valid_and_allows_one_fixed_command() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     rules = sudoers_rules(SUDOERS.read_text())
     assert rules == [
-        "ddnsagent ALL=(root) NOPASSWD: /usr/bin/systemctl start ddnsagent-reconnect.service"
+        "ddnsagent ALL=(root) NOPASSWD: /usr/bin/systemctl start ddnsagent-reconnect.service",
+        # issue 14: the bounce guard's root oneshot (tests/relay/test_guard_packaging.py)
+        "ddnsagent ALL=(root) NOPASSWD: /usr/bin/systemctl start ddnsagent-bounce-hold.service",
     ]
-    assert not re.search(r"[*?\[\]\\,]", rules[0].split("NOPASSWD:")[1])
+    for rule in rules:
+        assert not re.search(r"[*?\[\]\\,]", rule.split("NOPASSWD:")[1])
 
 
 def test_polkit_rule_names_exactly_the_user_the_unit_and_start() -> None:
@@ -555,6 +558,14 @@ PLACED = {
     "lib/systemd/system/ddnsagent-reconnect.service": ("-rw-r--r--", RECONNECT_UNIT),
     "usr/lib/sysusers.d/ddnsagent.conf": ("-rw-r--r--", SYSUSERS),
     "usr/share/polkit-1/rules.d/50-ddnsagent-reconnect.rules": ("-rw-r--r--", POLKIT),
+    "lib/systemd/system/ddnsagent-bounce-hold.service": (
+        "-rw-r--r--",
+        UNITS / "ddnsagent-bounce-hold.service",
+    ),
+    "usr/share/polkit-1/rules.d/50-ddnsagent-bounce-hold.rules": (
+        "-rw-r--r--",
+        PACKAGING / "polkit" / "50-ddnsagent-bounce-hold.rules",
+    ),
     "etc/sudoers.d/ddnsagent": ("-r--r-----", SUDOERS),
     "etc/ppp/ip-up.d/0ddnsagent": ("-rwxr-xr-x", PACKAGING / "ppp/0ddnsagent"),
     "etc/NetworkManager/dispatcher.d/50-ddnsagent": (

@@ -21,6 +21,10 @@ class RelayConfig:
     settle: float = 5.0
     patterns: tuple[str, ...] = ()  # extra rate-refusal patterns (regex, group "ip")
     bounce_warn: int = 20  # bounces per hour the server may generate before we warn
+    # The bounce guard (relay/guard.py): past this many bounces an hour, further bounces to the
+    # relay go on hold (0: never); `bounce_hold` asks root to do it, passing nothing.
+    bounce_limit: int = 30
+    bounce_hold: tuple[str, ...] = ("systemctl", "start", "ddnsagent-bounce-hold.service")
     journal_identifiers: tuple[str, ...] = (
         "postfix/smtp",
         "postfix/error",
@@ -73,6 +77,8 @@ def parse_relay(t: Table) -> RelayConfig:
         settle=t.duration("settle", 5.0),
         patterns=patterns,
         bounce_warn=t.integer("bounce_warn", 20, minimum=0),
+        bounce_limit=t.integer("bounce_limit", 30, minimum=0),
+        bounce_hold=argv(t, "bounce_hold", RelayConfig.bounce_hold, allow_empty=False),
         journal_identifiers=argv(t, "journal_identifiers", RelayConfig.journal_identifiers),
         queue=_queue(t),
         postfix_user=_postfix_user(t),

@@ -26,11 +26,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ddnsagent import history
+from ddnsagent import history, process
 from ddnsagent.errors import DdnsagentError
+from ddnsagent.relay import guard
 from ddnsagent.relay.decide import Decider, Decision, backing, claim
 from ddnsagent.relay.logparse import (
     DEFAULT_RATE_PATTERNS,
+    EventKind,
     QueuedFailure,
     RelayEvent,
     compile_rate_patterns,
@@ -47,7 +49,7 @@ from ddnsagent.relay.sources import (
     probe,
     read_queue,
 )
-from ddnsagent.store import LogPosition, Recovery, RelaySignal, Store
+from ddnsagent.store import Guard, LogPosition, Recovery, RelaySignal, Store
 from ddnsagent.sync import Agent
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,8 @@ WARN_EVERY = 600.0  # one warning of a kind per this many seconds
 RENOTIFY_EVERY = 600.0  # a re-notify on a log line alone at most this often
 BOUNCED_SAVE_EVERY = 60.0  # the last hard bounce is written to the state at most this often
 IPV6 = 6
+HOLD_TIMEOUT = 90.0  # `[relay] bounce_hold` (systemctl start waits for the oneshot)
+HOLD_RUNS = 20  # runs of one hold task: the first, then one per batch of bounces meanwhile
 
 
 class RelayWatch:
@@ -83,9 +87,15 @@ class RelayWatch:
         self._renotified: tuple[float, float] | None = None  # (monotonic, wall) of the last
         self._warned: dict[str, float] = {}  # kind → monotonic time of its last warning
         self._unsaid: dict[str, int] = {}  # kind → warnings held back since then
+        self.episode = guard.Episode(relay.bounce_limit)
+        self._hold_task: asyncio.Task[None] | None = None
+        self._hold_again = False  # a bounce arrived while a hold ran: hold once more
 
     async def run(self) -> None:
         assert self.cfg.relay is not None
+        kept = Store.of(self.cfg.agent).load().guard
+        if kept is not None and kept.since is not None:
+            self.episode.resume(kept.since, kept.time)
         if self.cfg.relay.log == "journal":
             await self._run_journal()
         else:
@@ -156,6 +166,7 @@ class RelayWatch:
             event, self.agent.known_address(FAMILY), now, current6=current6
         )
         self._check_bounces(now)
+        self._guard_bounces(now, event.kind is EventKind.BOUNCE_GENERATED)
         if event.status == "bounced" and (event.dsn or "").startswith("5"):
             self._note_bounced(event, now)
         if decision is None:
@@ -352,6 +363,92 @@ class RelayWatch:
                 rate,
                 limit,
             )
+
+    # -- the bounce guard (relay/guard.py) ------------------------------------------------------
+
+    def _guard_bounces(self, now: float, new_bounce: bool) -> None:
+        """Past `bounce_limit` bounces an hour, each new bounce asks root to hold what waits."""
+        action = self.episode.observe(self.decider.bounce_rate(now), now, new_bounce)
+        if action in ("start", "hold"):
+            if self._hold_task is not None and not self._hold_task.done():
+                self._hold_again = True
+                return
+            task = asyncio.ensure_future(self._hold(action == "start", now))
+            self._hold_task = task
+        elif action == "end":
+            log.info(
+                "bounce guard: %d bounces in the last hour, an hour under the limit (%d); held "
+                "bounces stay on hold until `ddnsagent bounces release`",
+                self.decider.bounce_rate(now),
+                self.episode.limit,
+            )
+            self._note(self._record_guard(None, now, None))
+
+    async def _hold(self, start: bool, since: float) -> None:
+        relay = self.cfg.relay
+        assert relay is not None
+        try:
+            for _ in range(HOLD_RUNS):
+                self._hold_again = False
+                result = await process.run_async(relay.bounce_hold, HOLD_TIMEOUT)
+                problem = None if result.ok else result.describe()
+                if problem is not None:
+                    self._warn(
+                        "hold",
+                        "bounce guard: past the limit, but the hold failed: %s (see README, "
+                        "'Bounce guard': the root oneshot ddnsagent-bounce-hold.service)",
+                        problem,
+                    )
+                if start:
+                    await self._notify_episode(since, problem)
+                    start = False
+                else:
+                    await self._record_guard(since, time.time(), problem)
+                if not self._hold_again:
+                    break
+        except DdnsagentError as exc:
+            log.error("bounce guard: %s", exc)
+        except Exception:
+            log.exception("bounce guard: the hold failed")
+
+    async def _notify_episode(self, since: float, problem: str | None) -> None:
+        """The episode's one notice: log, the `relay` notification, `status`."""
+        relay = self.cfg.relay
+        assert relay is not None
+        reading = await guard.read_bounces(relay.queue)
+        on_hold = guard.held(reading.bounces)
+        text = guard.notice(self.decider.bounce_rate(time.time()), relay.bounce_limit, on_hold)
+        if problem is not None:
+            text += f". The hold failed: {problem}"
+        log.warning("%s", text)
+        if self.events is not None and hasattr(self.events, "bounce_guard"):
+            self.events.bounce_guard(text)
+        record = Guard(since, time.time(), len(on_hold), guard.top_domains(on_hold), text, problem)
+        await self._save_guard(record)
+
+    async def _record_guard(self, since: float | None, now: float, problem: str | None) -> None:
+        """After a later hold (or the episode's end): the count and domains held now."""
+        relay = self.cfg.relay
+        assert relay is not None
+        reading = await guard.read_bounces(relay.queue)
+        on_hold = guard.held(reading.bounces)
+        previous = Store.of(self.cfg.agent).load().guard
+        record = Guard(
+            since,
+            now,
+            len(on_hold),
+            guard.top_domains(on_hold),
+            previous.notice if previous is not None else "",
+            problem,
+        )
+        await self._save_guard(record)
+
+    async def _save_guard(self, record: Guard) -> None:
+        try:
+            async with Store.of(self.cfg.agent).edit_async() as state:
+                state.guard = record
+        except DdnsagentError as exc:
+            log.error("bounce guard: cannot record the episode: %s", exc)
 
 
 def postfix_uids(user: str) -> frozenset[int]:
