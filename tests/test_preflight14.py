@@ -314,3 +314,45 @@ def test_check_config_with_the_new_sections_stays_lean(tmp: Path) -> None:
     heavy = {"asyncio", "httpx", "httpcore", "ssl", "dns", "ddnsagent.dnsclient"} & modules
     assert heavy == set(), heavy
     assert not any(m.startswith("dns.") for m in modules)
+
+
+# -- the command list in README and the man page -------------------------------------------------
+
+
+def _commands() -> dict[str, bool]:
+    """Each subcommand of the real parser → whether it takes --json."""
+    import argparse
+
+    from ddnsagent.cli import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return {
+        name: any("--json" in a.option_strings for a in parser._actions)
+        for name, parser in sub.choices.items()
+        if name != "bounces"  # issue 14 part 1: another helper documents it
+    }
+
+
+def test_readme_names_every_command_and_every_json_one() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Commands") : readme.index("### `status --json`")]
+    rows = [ln for ln in table.splitlines() if ln.startswith("| `ddnsagent ")]
+    commands = _commands()
+    assert {"history", "dnsbl"} <= commands.keys()
+    for name in commands:
+        assert any(ln.startswith(f"| `ddnsagent {name}") for ln in rows), name
+    said = table[table.index("for the\ncommands that print JSON") :].split(")", 1)[0]
+    for name, takes_json in commands.items():
+        assert (f"`{name}`" in said) == takes_json, (name, said)
+
+
+def test_the_man_page_describes_history_and_dnsbl() -> None:
+    page = (ROOT / "packaging/debian/ddnsagent.1").read_text()
+    commands = page[page.index(".SH COMMANDS") : page.index(".SH EXIT STATUS")]
+    for name, options in (
+        ("history", ("\\-\\-family 4", "\\-\\-since \\fIDATE", "\\-\\-at \\fIDATETIME")),
+        ("dnsbl", ("\\-\\-json", "\\fIADDRESS\\fR")),
+    ):
+        (entry,) = [e for e in commands.split(".TP\n") if e.startswith(f".BR {name} ")]
+        assert all(o in entry.splitlines()[0] for o in options), entry
+    assert "3 when the address is listed" in commands
