@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from ddnsagent.preflight import monitoring
 from ddnsagent.preflight import unit as units
 from ddnsagent.preflight.checks import Context, Finding, check, mode_problem, placeholders
 
@@ -79,12 +80,17 @@ def run(
     if unit is None:
         me = _user_name(os.getuid())
         ctx = Context(user=me, path=os.environ.get("PATH", os.defpath))
-        findings = placeholders(cfg) + check(cfg, ctx)
+        findings = placeholders(cfg) + every_check(cfg, ctx)
         header = f"checked as user {me}, in this environment (not as the service)"
     else:
         header, findings = _as_service(cfg, unit, dirs)
         findings = placeholders(cfg) + findings
     return report(cfg, header, findings, strict=unit is not None, out=out)
+
+
+def every_check(cfg: Any, ctx: Context) -> list[Finding]:
+    """The sections in file order: the agent's own, then the outside watchers'."""
+    return check(cfg, ctx) + monitoring.check(cfg, ctx)
 
 
 def report(cfg: Any, header: str, findings: list[Finding], strict: bool, out: TextIO) -> int:
@@ -182,6 +188,7 @@ def _as_service(cfg: Any, unit: units.Unit, dirs: tuple[Path, ...]) -> tuple[str
         polkit_rule=any(p.is_file() for p in POLKIT_RULES),
         sudoers=SUDOERS.is_file(),
         credentials={n: _credential_problem(p) for n, p in unit.credentials.items()},
+        heartbeat=_heartbeat_credential(cfg, unit),
     )
     if os.geteuid() != 0:
         if os.getuid() != user.pw_uid:
@@ -194,7 +201,7 @@ def _as_service(cfg: Any, unit: units.Unit, dirs: tuple[Path, ...]) -> tuple[str
                 )
             )
             return header, problems
-        return header, problems + check(cfg, ctx)
+        return header, problems + every_check(cfg, ctx)
     return header, problems + _in_child(cfg, ctx, user.pw_uid, primary, [primary, *gids])
 
 
@@ -206,13 +213,29 @@ def _group_name(gid: int) -> str:
 
 
 def _credential_problem(source: str) -> str:
-    path = Path(source)
-    if not path.is_absolute():
-        for store in CREDSTORES:
-            if (store / source).exists():
-                return mode_problem(store / source)
+    path = _credential_path(source)
+    if path is None:
         return f"{source} is in none of {', '.join(map(str, CREDSTORES))}"
     return mode_problem(path)
+
+
+def _credential_path(source: str) -> Path | None:
+    """The file LoadCredential=NAME:SOURCE reads (a relative SOURCE: in a credential store)."""
+    path = Path(source)
+    if path.is_absolute():
+        return path
+    return next((store / source for store in CREDSTORES if (store / source).exists()), None)
+
+
+def _heartbeat_credential(cfg: Any, unit: units.Unit) -> Finding | None:
+    """[heartbeat] url_file = "cred:NAME": the URL's preset, read by root from the file the
+    unit's LoadCredential= names, as systemd will hand it over (the child cannot read it)."""
+    hb = getattr(cfg, "heartbeat", None)
+    if hb is None or not hb.url.origin.startswith("credential "):
+        return None
+    source = unit.credentials.get(hb.url.origin.removeprefix("credential "))
+    path = _credential_path(source) if source else None
+    return monitoring.credential_url_finding(path, hb) if path else None
 
 
 def _in_child(cfg: Any, ctx: Context, uid: int, gid: int, groups: list[int]) -> list[Finding]:
@@ -230,7 +253,7 @@ def _in_child(cfg: Any, ctx: Context, uid: int, gid: int, groups: list[int]) -> 
             os.setresuid(uid, uid, uid)
             os.environ["PATH"] = ctx.path
             os.environ.pop("CREDENTIALS_DIRECTORY", None)
-            data = [f.__dict__ for f in check(cfg, ctx)]
+            data = [f.__dict__ for f in every_check(cfg, ctx)]
         except BaseException as exc:  # report anything, never unwind into the parent's code
             data = [{"status": "fail", "section": "check", "message": f"the check failed: {exc!r}"}]
             code = 1

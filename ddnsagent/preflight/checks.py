@@ -58,6 +58,9 @@ class Context:
     polkit_rule: bool = False  # 50-ddnsagent-reconnect.rules installed
     sudoers: bool = False  # /etc/sudoers.d/ddnsagent installed
     credentials: dict[str, str] = field(default_factory=dict)  # name → problem ("" = fine)
+    # [heartbeat] with url_file = "cred:NAME": the URL's preset, judged by root from the file
+    # LoadCredential= names (the dropped child cannot read it)
+    heartbeat: Finding | None = None
 
 
 def check(cfg: Any, ctx: Context) -> list[Finding]:
@@ -79,7 +82,7 @@ def check(cfg: Any, ctx: Context) -> list[Finding]:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _why_unreadable(path: Path, ctx: Context | None = None) -> str | None:
+def why_unreadable(path: Path, ctx: Context | None = None) -> str | None:
     """None when this process (as the service, with `ctx`) can open `path` for reading; else
     why not. Never blocks on a FIFO and reads nothing."""
     hidden = _hidden(path, ctx)
@@ -137,7 +140,7 @@ def _program(argv0: str, ctx: Context) -> tuple[Path | None, str | None]:
     return path, None
 
 
-def _as(ctx: Context) -> str:
+def who(ctx: Context) -> str:
     return f"user {ctx.user}" + (" under the unit" if ctx.unit else "")
 
 
@@ -172,7 +175,7 @@ def _config_file(cfg: Any, ctx: Context) -> list[Finding]:
                 f"check that file: ddnsagent check-config --as-service {runs}",
             )
         )
-    why = _why_unreadable(Path(cfg.file), ctx)
+    why = why_unreadable(Path(cfg.file), ctx)
     if why:
         out.append(
             Finding(
@@ -210,7 +213,7 @@ def _agent(cfg: Any, ctx: Context) -> list[Finding]:
             Finding(
                 "fail",
                 "[agent]",
-                f"state_dir {state} {why} for {_as(ctx)}",
+                f"state_dir {state} {why} for {who(ctx)}",
                 "leave state_dir unset (the unit's StateDirectory=, /var/lib/ddnsagent)"
                 if ctx.unit
                 else f"set state_dir to a directory {ctx.user} may write",
@@ -308,13 +311,16 @@ def _provider(s: Any, ctx: Context) -> list[Finding]:
         extra = f" for {', '.join(s.hostnames)}"
     out = [Finding("ok", section, f"{s.type}, {fams}{extra}")]
     for secret in s.secrets():
-        out += _secret(secret, section, ctx)
+        out += secret_findings(secret, section, ctx)
     return out
 
 
-def _secret(secret: Any, section: str, ctx: Context) -> list[Finding]:
+def secret_findings(secret: Any, section: str, ctx: Context) -> list[Finding]:
+    """Where `secret` comes from, checked as `ctx.user` sees it (a provider's password, the
+    heartbeat's URL): the file, the credential with its LoadCredential= line, the variable."""
     origin: str = secret.origin
     key: str = secret.key
+    file_key = f"{_base_key(key)}_file"
     if origin.startswith("credential "):
         name = origin.removeprefix("credential ")
         return _credential(name, key, section, ctx)
@@ -326,7 +332,7 @@ def _secret(secret: Any, section: str, ctx: Context) -> list[Finding]:
                     "fail",
                     section,
                     f"{key}: ${var} never reaches the service (no Environment={var}=… in the unit)",
-                    'keep the secret in a root-only file, write password_file = "cred:NAME" '
+                    f'keep the secret in a root-only file, write {file_key} = "cred:NAME" '
                     "and add LoadCredential=NAME:FILE with `systemctl edit ddnsagent` "
                     '(README, "Secrets")',
                 )
@@ -339,7 +345,7 @@ def _secret(secret: Any, section: str, ctx: Context) -> list[Finding]:
                     "fail",
                     section,
                     f"{key}: {path} {_hidden(path, ctx)}",
-                    f'use password_file = "cred:NAME" with LoadCredential=NAME:{path}',
+                    f'use {file_key} = "cred:NAME" with LoadCredential=NAME:{path}',
                 )
             ]
     try:
@@ -353,20 +359,29 @@ def _secret(secret: Any, section: str, ctx: Context) -> list[Finding]:
                     section,
                     f"{key}: ${var} is not set here",
                     f"export {var}=… for a run by hand; the service never sees your shell's "
-                    'environment: there use password_file = "cred:NAME" with LoadCredential=',
+                    f'environment: there use {file_key} = "cred:NAME" with LoadCredential=',
                 )
             ]
-        return [Finding("fail", section, f"{exc} (read as {_as(ctx)})", _secret_fix(origin, ctx))]
-    return [Finding("ok", section, f"{key}: readable from {origin} by {_as(ctx)}")]
+        fix = _secret_fix(origin, ctx, file_key)
+        return [Finding("fail", section, f"{exc} (read as {who(ctx)})", fix)]
+    return [Finding("ok", section, f"{key}: readable from {origin} by {who(ctx)}")]
 
 
-def _secret_fix(origin: str, ctx: Context) -> str:
+def _base_key(key: str) -> str:
+    """`password` of `provider.home.password_env`, `url` of `heartbeat.url_file`."""
+    last = key.rsplit(".", 1)[-1]
+    for suffix in ("_env", "_file"):
+        last = last.removesuffix(suffix)
+    return last
+
+
+def _secret_fix(origin: str, ctx: Context, file_key: str = "password_file") -> str:
     if not origin.startswith("file "):
         return "set the secret where the message says"
     path = origin.removeprefix("file ")
     if ctx.unit is not None:
         return (
-            f'keep {path} root\'s and hand it over: password_file = "cred:NAME" with '
+            f'keep {path} root\'s and hand it over: {file_key} = "cred:NAME" with '
             f"LoadCredential=NAME:{path} in `systemctl edit ddnsagent`"
         )
     return f"write the secret into {path} (mode 0600, owned by {ctx.user})"
@@ -390,7 +405,7 @@ def _credential(name: str, key: str, section: str, ctx: Context) -> list[Finding
                     f"or try it by hand: {try_it}",
                 )
             ]
-        why = _why_unreadable(Path(base) / name)
+        why = why_unreadable(Path(base) / name)
         if why:
             return [
                 Finding(
@@ -444,25 +459,25 @@ def _relay(cfg: Any, ctx: Context) -> list[Finding]:
                 Finding(
                     "fail",
                     "[relay]",
-                    f'log = "journal": {_as(ctx)} is in neither group adm nor systemd-journal, '
+                    f'log = "journal": {who(ctx)} is in neither group adm nor systemd-journal, '
                     "so it sees no Postfix records",
                     "add the user to group adm (SupplementaryGroups=adm in the unit)",
                 )
             )
     else:
-        why = _why_unreadable(Path(r.log), ctx)
+        why = why_unreadable(Path(r.log), ctx)
         if why:
             out.append(
                 Finding(
                     "fail",
                     "[relay]",
-                    f"the mail log {r.log} {why} by {_as(ctx)}",
+                    f"the mail log {r.log} {why} by {who(ctx)}",
                     "give the user group adm (rsyslog writes it root:adm 0640), or set "
                     'log = "journal"',
                 )
             )
         else:
-            out.append(Finding("ok", "[relay]", f"{r.log} is readable by {_as(ctx)}"))
+            out.append(Finding("ok", "[relay]", f"{r.log} is readable by {who(ctx)}"))
     for what, argv in (("queue", r.queue), ("flush", r.flush)):
         if not argv:
             continue
@@ -482,7 +497,7 @@ def _relay(cfg: Any, ctx: Context) -> list[Finding]:
                 Finding(
                     "warn",
                     "[relay]",
-                    f"{what}: {_as(ctx)} is not in group postdrop, so postqueue cannot reach "
+                    f"{what}: {who(ctx)} is not in group postdrop, so postqueue cannot reach "
                     "Postfix's public/ sockets under NoNewPrivileges=",
                     "SupplementaryGroups=adm postdrop (as the shipped unit has it)",
                 )
@@ -668,13 +683,13 @@ def _zone(z: Any, cfg: Any, ctx: Context) -> list[Finding]:
         out += _others_can_read(Path(z.hosts_file), section)
         out += _dnsmasq(z, section, ctx)
     elif z.type == "rfc2136" and z.tsig_key_file:
-        why = _why_unreadable(Path(z.tsig_key_file), ctx)
+        why = why_unreadable(Path(z.tsig_key_file), ctx)
         if why:
             out.append(
                 Finding(
                     "fail",
                     section,
-                    f"tsig_key_file {z.tsig_key_file} {why} by {_as(ctx)}",
+                    f"tsig_key_file {z.tsig_key_file} {why} by {who(ctx)}",
                     "make it readable by that user alone (mode 0600, or 0640 with its group)",
                 )
             )
@@ -684,13 +699,13 @@ def _zone(z: Any, cfg: Any, ctx: Context) -> list[Finding]:
 def _zonefile(z: Any, section: str, ctx: Context) -> list[Finding]:
     path = Path(z.path)
     out: list[Finding] = []
-    why = _why_unreadable(path, ctx)
+    why = why_unreadable(path, ctx)
     if why:
         out.append(
             Finding(
                 "fail",
                 section,
-                f"zone file {path} {why} by {_as(ctx)}",
+                f"zone file {path} {why} by {who(ctx)}",
                 "create the zone in the name server first, or fix path",
             )
         )
@@ -701,13 +716,13 @@ def _zonefile(z: Any, section: str, ctx: Context) -> list[Finding]:
     if z.reload and os.path.basename(z.reload[0]) == "rndc" and "-k" not in z.reload:
         key = Path("/etc/bind/rndc.key")
         if key.exists():
-            why = _why_unreadable(key)
+            why = why_unreadable(key)
             if why:
                 out.append(
                     Finding(
                         "fail",
                         section,
-                        f"reload: rndc reads {key}, which {why} by {_as(ctx)}",
+                        f"reload: rndc reads {key}, which {why} by {who(ctx)}",
                         "give the user group bind (Debian: /etc/bind/rndc.key is bind:bind 0640): "
                         "SupplementaryGroups=bind in a drop-in",
                     )
@@ -731,7 +746,7 @@ def _zone_owner(z: Any, directory: Path, section: str, ctx: Context) -> list[Fin
         Finding(
             "fail",
             section,
-            f"{_as(ctx)} writes the new zone file as its own, and the next apply refuses a file "
+            f"{who(ctx)} writes the new zone file as its own, and the next apply refuses a file "
             f"owned by {ctx.user} (trusted: root, the owner of {directory}, `owners`)",
             f'owners = ["{ctx.user}"] in this [[zone]] (with "bind" too where named rewrites '
             "the zone)",
@@ -755,7 +770,7 @@ def _writable_dir(directory: Path, section: str, ctx: Context) -> list[Finding]:
         Finding(
             "fail",
             section,
-            f"{directory} {why} for {_as(ctx)}: the new file cannot be written there",
+            f"{directory} {why} for {who(ctx)}: the new file cannot be written there",
             fix,
         )
     ]
@@ -768,7 +783,7 @@ def _writable_file(path: Path, key: str, section: str, ctx: Context) -> list[Fin
             Finding(
                 "warn",
                 section,
-                f"{key} {path} is not writable by {_as(ctx)} (it is replaced, so the directory "
+                f"{key} {path} is not writable by {who(ctx)} (it is replaced, so the directory "
                 "decides; the owner must be trusted)",
             )
         )
@@ -794,7 +809,7 @@ def _unbound_socket(z: Any, section: str, ctx: Context) -> list[Finding]:
         Finding(
             "fail",
             section,
-            f"control: {_as(ctx)} may not connect to unbound's control socket {UNBOUND_SOCKET}",
+            f"control: {who(ctx)} may not connect to unbound's control socket {UNBOUND_SOCKET}",
             "give the user group unbound (the socket is root:unbound 0660): "
             "SupplementaryGroups=unbound",
         )
@@ -869,7 +884,7 @@ def _dnsmasq(z: Any, section: str, ctx: Context) -> list[Finding]:
             Finding(
                 "fail",
                 section,
-                f"{_as(ctx)} may not signal dnsmasq (pid {pid}, another user): SIGHUP is refused",
+                f"{who(ctx)} may not signal dnsmasq (pid {pid}, another user): SIGHUP is refused",
                 "AmbientCapabilities=CAP_KILL and CapabilityBoundingSet=CAP_KILL in "
                 "`systemctl edit ddnsagent`",
             )
