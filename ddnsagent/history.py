@@ -21,7 +21,7 @@ has an incident. A sync that only re-detects the same address adds nothing here:
 entry's "last seen" is the detected record's `checked`, which the sync writes anyway. The
 history lives in a file of its own (store.HISTORY_FILENAME), read on first use of
 `state.history`: `note_detection` first asks `state.history_latest`, which state.json answers,
-so such a sync neither reads nor writes the history's 200 KB. The notes are idempotent (noting
+so such a sync neither reads nor writes the history's 240 KB. The notes are idempotent (noting
 the same thing again changes nothing), so a save that a kill cut between the two files, redone
 by the next sync or the watch reading the same log lines again, adds nothing twice.
 """

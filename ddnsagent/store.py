@@ -221,7 +221,7 @@ class History:
 @dataclass
 class HistoryIndex:
     """What state.json says of the history's file, so that a sync that finds the same address
-    again need not read 200 KB to learn it is not news: the latest address of each family in
+    again need not read 240 KB to learn it is not news: the latest address of each family in
     it, and which file that was (inode, size, modification time in ns; None: no file). It is
     believed only while the file is still that one: a crash between the two files' saves, or a
     hand edit, makes the next one who asks read the file itself."""
@@ -956,7 +956,7 @@ def _relay_json(r: Relay) -> dict[str, Any]:
 
 
 def _history_json(h: History) -> dict[str, Any]:
-    """Only the fields that are set: 500 entries make a file of some 200 KB."""
+    """Only the fields that are set: 500 entries make a file of some 240 KB."""
     addresses = []
     for a in h.addresses:
         entry: dict[str, Any] = {
@@ -1018,7 +1018,7 @@ def _recovery_json(r: Recovery) -> dict[str, Any]:
 # to the directory's owner, so the service can go on using it.
 
 STATE_LIMIT = 16 << 20  # the state is a few KB; a file this large is not one we wrote
-HISTORY_FILE_LIMIT = 8 << 20  # a full history is some 200 KB; one this large is moved aside
+HISTORY_FILE_LIMIT = 8 << 20  # a full history is some 240 KB; one this large is moved aside
 
 
 class StoreSettings(Protocol):
