@@ -14,12 +14,16 @@ On floor 2 beside the other plugins of the state: it needs only the store's reco
 sync (4), the reconnect and the watch (5) and the command line (7) above it call it. It imports
 nothing heavy: `history` and `status` stay as lean as `status` always was.
 
-Times are kept to the second: enough to tell which address was held when, and 500 entries
-are most of the state file, which every sync rewrites.
+Times are kept to the second: enough to tell which address was held when.
 
 Writing: an entry changes only when the address does, a target first accepts it, or the relay
 has an incident. A sync that only re-detects the same address adds nothing here: the current
-entry's "last seen" is the detected record's `checked`, which the sync writes anyway.
+entry's "last seen" is the detected record's `checked`, which the sync writes anyway. The
+history lives in a file of its own (store.HISTORY_FILENAME), read on first use of
+`state.history`: `note_detection` first asks `state.history_latest`, which state.json answers,
+so such a sync neither reads nor writes the history's 240 KB. The notes are idempotent (noting
+the same thing again changes nothing), so a save that a kill cut between the two files, redone
+by the next sync or the watch reading the same log lines again, adds nothing twice.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from ddnsagent.store import (
 )
 
 SCHEMA = 1  # `history --json`: bumped only for changes that break readers (see README)
+SAME_SECOND = 20  # latest events compared with a new one: a line read again is among them
 TEXT_LIMIT = 300  # characters of an incident's reason kept (a log line's words)
 DETECTED_KINDS = ("interface", "web", "dns", "command")  # detect/settings.py's source kinds
 GIVEN = "given on the command line"  # sync.py's detection source for a handed-over address
@@ -74,6 +79,8 @@ def note_detection(
     """A sync detected `address`: a new entry when it is not the family's latest one. Call it
     before the sync replaces `state.detected[family]`, whose `checked` closes the entry before.
     True when an entry was added."""
+    if state.history_latest(family) == address:
+        return False  # the usual sync: answered by state.json, the history's file left unread
     entries = state.history.addresses
     latest = _latest(entries, family)
     if latest is not None and latest.address == address:
@@ -118,10 +125,15 @@ def note_event(
     new: str | None = None,
     family: int | None = None,
 ) -> None:
-    """A relay incident, a recovery or a reconnect, on the time line."""
+    """A relay incident, a recovery or a reconnect, on the time line; one already there (the
+    same second, kind, words and addresses: the watch read the same log line again after a
+    restart) is not noted twice."""
     text = "".join(c if c.isprintable() else "?" for c in reason[:TEXT_LIMIT])
     events = state.history.events
-    events.append(HistoryEvent(int(when), kind, action, text, old, new, family))
+    event = HistoryEvent(int(when), kind, action, text, old, new, family)
+    if any(e == event for e in events[-SAME_SECOND:] if e.time == event.time):
+        return
+    events.append(event)
     if len(events) > 1 and events[-2].time > events[-1].time:  # a note that waited for the lock
         events.sort(key=lambda e: e.time)
     _trim(events)

@@ -1,7 +1,9 @@
 """The state's one owner: what the agent remembers between runs, as typed records, in one file.
 
 The state is one versioned JSON file, replaced atomically (temp file, fsync, rename, fsync of the
-directory): a reader sees the old or the new file, never a torn one. A file that still fails to
+directory): a reader sees the old or the new file, never a torn one. The address history, most of
+the bytes once it is full, lives beside it in a file of its own (see "the history's file" below):
+read only by those who use it, written only when it changed. A file that still fails to
 parse (disk trouble, a hand edit) is moved aside and the agent starts over as on a first run —
 the worst case is one extra update, never a dead agent. Inside a sound file each entry is checked
 on its own: one of the wrong type is dropped with a warning and the rest is kept, so no reader
@@ -27,7 +29,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -171,8 +173,9 @@ class Relay:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-# The address history (`ddnsagent history`, issue 14 part 4): kept in this file, bounded.
+# The address history (`ddnsagent history`, issue 14 part 4): kept in HISTORY_FILENAME, bounded.
 HISTORY_LIMIT = 500  # address entries kept, and as many time-line events; the oldest go first
+HISTORY_FILENAME = "history.json"
 
 
 @dataclass
@@ -213,6 +216,33 @@ class History:
 
     addresses: list[AddressEntry] = field(default_factory=list)
     events: list[HistoryEvent] = field(default_factory=list)
+
+
+@dataclass
+class HistoryIndex:
+    """What state.json says of the history's file, so that a sync that finds the same address
+    again need not read 240 KB to learn it is not news: the latest address of each family in
+    it, and which file that was (inode, size, modification time in ns; None: no file). It is
+    believed only while the file is still that one: a crash between the two files' saves, or a
+    hand edit, makes the next one who asks read the file itself."""
+
+    latest: dict[int, str] = field(default_factory=dict)
+    file: tuple[int, int, int] | None = None
+
+
+class _HistorySlot:
+    """An AgentState's history: None until first used, then read from its file by `source`
+    (the store's, under the edit's lock). `saved` is the file's content as read or last
+    written, so a save writes the file only when the history changed."""
+
+    __slots__ = ("believed", "index", "saved", "source", "value")
+
+    def __init__(self) -> None:
+        self.value: History | None = None
+        self.source: Callable[[], History] | None = None
+        self.saved: bytes | None = None
+        self.index: HistoryIndex | None = None
+        self.believed = False  # the index describes the file as it is
 
 
 @dataclass
@@ -320,13 +350,40 @@ class AgentState:
     guard: Guard | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     heartbeat: HeartbeatRecord | None = None
-    history: History = field(default_factory=History)
     dnsbl: Dnsbl = field(default_factory=Dnsbl)
     nat: dict[int, NatCheck] = field(default_factory=dict)  # by family
+    _history: _HistorySlot = field(
+        default_factory=_HistorySlot, init=False, repr=False, compare=False
+    )
 
     def target(self, name: str) -> Target:
         """The target's record, created empty on first use."""
         return self.targets.setdefault(name, Target())
+
+    @property
+    def history(self) -> History:
+        """The address history, read from its own file on first use (under the lock in an
+        edit); changes to it are saved with the rest of the state."""
+        slot = self._history
+        if slot.value is None:
+            source, slot.source = slot.source, None
+            slot.value = source() if source is not None else History()
+        return slot.value
+
+    def history_latest(self, family: int) -> str | None:
+        """The latest address of `family` in the history; from state.json's index while that
+        still describes the file, so a sync that finds the same address reads nothing more."""
+        slot = self._history
+        if slot.value is None and slot.believed and slot.index is not None:
+            return slot.index.latest.get(family)
+        return _latest_addresses(self.history).get(family)
+
+
+def _latest_addresses(h: History) -> dict[int, str]:
+    latest: dict[int, str] = {}
+    for entry in h.addresses:  # oldest first: the last one of a family wins
+        latest[entry.family] = entry.address
+    return latest
 
 
 # -- from and to JSON ----------------------------------------------------------------------------
@@ -426,8 +483,10 @@ def _parse(data: dict[str, Any], check: _Checker) -> AgentState:
         state.relay = _parse_relay(data["relay"], check)
     if data.get("heartbeat") is not None:
         state.heartbeat = _parse_heartbeat(data["heartbeat"], check)
-    if "history" in data:
-        state.history = _parse_history(data["history"], check)
+    if "history" in data:  # written before the history had its own file: moved there
+        state._history.value = _parse_history(data["history"], check)
+    if data.get("history_index") is not None:
+        state._history.index = _parse_history_index(data["history_index"], check)
     if "dnsbl" in data:
         state.dnsbl = _parse_dnsbl(data["dnsbl"], check)
     if "nat" in data:
@@ -459,6 +518,7 @@ _TOP_KEYS = (
     "dnsbl",
     "nat",
     "guard",
+    "history_index",
 )
 _TARGET_KEYS = ("sent", "backoff", "stopped", "config_fp", "secret_fp", "stopped_names")
 
@@ -699,6 +759,32 @@ def _history_list(obj: dict[str, Any], key: str, check: _Checker) -> list[Any]:
     return []
 
 
+def _parse_history_index(raw: Any, check: _Checker) -> HistoryIndex | None:
+    obj = check.table(raw, "history_index")
+    if obj is None:
+        return None
+    index = HistoryIndex()
+    for family, value, where in check.families(obj.get("latest", {}), "history_index.latest"):
+        if isinstance(value, str):
+            index.latest[family] = value
+        else:
+            check.drop(where, f"not a string but {type(value).__name__}")
+    file = obj.get("file")
+    if isinstance(file, list) and len(file) == 3 and all(_is(n, (int,)) for n in file):
+        index.file = (file[0], file[1], file[2])
+    elif file is not None:
+        check.drop("history_index.file", f"not [inode, size, mtime] but {file!r:.40}")
+        return None
+    return index
+
+
+def _history_index_json(index: HistoryIndex) -> dict[str, Any]:
+    return {
+        "latest": {str(f): a for f, a in sorted(index.latest.items())},
+        "file": list(index.file) if index.file is not None else None,
+    }
+
+
 MAX_ACTED_ON = 50  # listed addresses the DNSBL check remembers having acted on
 
 
@@ -806,7 +892,8 @@ def _without_none(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_json(state: AgentState) -> dict[str, Any]:
-    """The file's content for `state` (the same version and keys as ever)."""
+    """state.json's content for `state` (the same version and keys as ever, but the history:
+    in its own file since the first save of this version, with an index here)."""
     out: dict[str, Any] = {
         **state.extra,
         "version": VERSION,
@@ -832,8 +919,8 @@ def to_json(state: AgentState) -> dict[str, Any]:
         out["relay"] = relay
     if state.heartbeat is not None:
         out["heartbeat"] = _heartbeat_json(state.heartbeat)
-    if state.history.addresses or state.history.events:
-        out["history"] = _history_json(state.history)
+    if state._history.index is not None:  # the history itself: in HISTORY_FILENAME
+        out["history_index"] = _history_index_json(state._history.index)
     if state.dnsbl.checks or state.dnsbl.acted_on:
         out["dnsbl"] = _dnsbl_json(state.dnsbl)
     if state.nat:
@@ -918,7 +1005,7 @@ def _relay_json(r: Relay) -> dict[str, Any]:
 
 
 def _history_json(h: History) -> dict[str, Any]:
-    """Only the fields that are set: 500 entries are most of the file, which every sync writes."""
+    """Only the fields that are set: 500 entries make a file of some 240 KB."""
     addresses = []
     for a in h.addresses:
         entry: dict[str, Any] = {
@@ -980,6 +1067,7 @@ def _recovery_json(r: Recovery) -> dict[str, Any]:
 # to the directory's owner, so the service can go on using it.
 
 STATE_LIMIT = 16 << 20  # the state is a few KB; a file this large is not one we wrote
+HISTORY_FILE_LIMIT = 8 << 20  # a full history is some 240 KB; one this large is moved aside
 
 
 class StoreSettings(Protocol):
@@ -1100,6 +1188,11 @@ class Store:
             return self._load(d)
 
     def _load(self, d: Directory) -> AgentState:
+        state = self._load_state(d)
+        self._attach_history(d, state)
+        return state
+
+    def _load_state(self, d: Directory) -> AgentState:
         try:
             raw = d.read(FILENAME, STATE_LIMIT, owners=_trusted(d))
         except FileNotFoundError:
@@ -1115,7 +1208,7 @@ class Store:
             if data.get("version") != VERSION:
                 raise ValueError(f"unknown version {data.get('version')!r:.40}")
         except (ValueError, RecursionError) as exc:
-            aside = self._aside_name(d)
+            aside = self._aside_name(d, FILENAME)
             with contextlib.suppress(OSError):
                 os.replace(FILENAME, aside, src_dir_fd=d.fd, dst_dir_fd=d.fd)
             log.warning(
@@ -1189,11 +1282,12 @@ class Store:
     def _remove_leftovers(self, d: Directory) -> None:
         """Temporary files of a save that a kill interrupted; only under the lock, where no
         other save can be under way. Anything else with such a name is reported, not touched."""
-        for name in d.remove_stale_temps(FILENAME):
-            log.info("removed %s, left behind by an interrupted save", d.where(name))
-        prefix, suffix = f".{FILENAME}.", safefile.TEMP_SUFFIX
+        for kept in (FILENAME, HISTORY_FILENAME):
+            for name in d.remove_stale_temps(kept):
+                log.info("removed %s, left behind by an interrupted save", d.where(name))
+        prefixes, suffix = (f".{FILENAME}.", f".{HISTORY_FILENAME}."), safefile.TEMP_SUFFIX
         for name in os.listdir(d.fd)[:10_000]:
-            if name.startswith(prefix) and name.endswith(suffix):
+            if name.startswith(prefixes) and name.endswith(suffix):
                 with contextlib.suppress(OSError):
                     st = os.stat(name, dir_fd=d.fd, follow_symlinks=False)
                     if stat.S_ISREG(st.st_mode):
@@ -1205,9 +1299,9 @@ class Store:
                         "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file",
                     )
 
-    def _aside_name(self, d: Directory) -> str:
+    def _aside_name(self, d: Directory, name: str) -> str:
         """A name no earlier corrupt file has, so a second one in a second keeps the first."""
-        base = f"{FILENAME}.corrupt-{int(time.time())}"
+        base = f"{name}.corrupt-{int(time.time())}"
         for n in range(1000):
             aside = base if n == 0 else f"{base}.{n}"
             if not d.exists(aside):
@@ -1215,19 +1309,154 @@ class Store:
         return f"{base}.{os.getpid()}"
 
     def _write(self, d: Directory, state: AgentState) -> None:
-        """Replace the file atomically; only ever called under the lock. On any failure (a full
-        disk) the file keeps what it held and the temporary file is gone."""
+        """Replace the files atomically; only ever called under the lock. On any failure (a full
+        disk) each file keeps what it held and the temporary file is gone.
+
+        The history first, and only when it was read and changed; then state.json, with the
+        index of the history just written. A kill between the two leaves the new history and
+        the old state.json, whose index no longer describes the file: the next sync reads the
+        history itself, finds the address it brings already noted, and notes nothing twice
+        (history.py's notes are idempotent). The other order could lose an entry."""
+        slot = state._history
+        if slot.value is not None:
+            payload = _history_payload(slot.value)
+            if payload != slot.saved:
+                self._replace(d, HISTORY_FILENAME, payload, "the address history")
+                slot.saved = payload
+            slot.index = HistoryIndex(_latest_addresses(slot.value), _history_file(d))
+            slot.believed = True
         payload = json.dumps(to_json(state), indent=1, sort_keys=True).encode() + b"\n"
+        self._replace(d, FILENAME, payload, "the state")
+
+    def _replace(self, d: Directory, name: str, payload: bytes, what: str) -> None:
         try:
-            d.replace(FILENAME, payload, 0o600, owner=(d.uid, d.gid))
+            d.replace(name, payload, 0o600, owner=(d.uid, d.gid))
         except OSError as exc:
             raise DdnsagentError(
-                f"cannot save the state in {self.path}: {exc.strerror} — it still holds what it "
+                f"cannot save {what} in {d.where(name)}: {exc.strerror} — it still holds what it "
                 f"held before this run; free space on the file system of {self.directory}"
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT)
-                else f"cannot save the state in {self.path}: {exc.strerror} — it still holds "
+                else f"cannot save {what} in {d.where(name)}: {exc.strerror} — it still holds "
                 "what it held before this run"
             ) from None
+
+    # -- the history's file ----------------------------------------------------------------------
+    # HISTORY_FILENAME beside state.json, under the same lock and the same rules (opened by name
+    # from the opened directory, no links, trusted owners, size cap, atomic replace given to the
+    # directory's owner). Read on first use of `state.history`; a sync that finds the same
+    # address again asks only state.json's index (AgentState.history_latest), so it neither
+    # reads nor writes the history.
+
+    def _attach_history(self, d: Directory, state: AgentState) -> None:
+        slot = state._history
+        found = _history_file(d)
+        if slot.value is not None:  # a history key in state.json (before its own file)
+            if found is None:
+                slot.saved = None  # the next save moves it into its file
+                return
+            slot.value = None  # the file was written, state.json not yet: the file wins
+        slot.believed = slot.index is not None and slot.index.file == found
+        slot.source = lambda: self._read_history(state)
+
+    def _read_history(self, state: AgentState) -> History:
+        if self._editing is state and self._dir is not None:
+            return self._history_from(self._dir, state._history, locked=True)
+        d = open_directory(self.directory, create=False)  # a reader's, after load()
+        if d is None:
+            return History()
+        with d:
+            return self._history_from(d, state._history, locked=False)
+
+    def _history_from(self, d: Directory, slot: _HistorySlot, *, locked: bool) -> History:
+        """The history in its file. One that cannot be read is moved aside with one warning
+        (under the lock; a reader only says so) and the history starts anew: never a failed
+        sync for it. A link, a FIFO or a foreign owner is refused as in state.json."""
+        where = d.where(HISTORY_FILENAME)
+        try:
+            raw = _read_capped(d, HISTORY_FILENAME, HISTORY_FILE_LIMIT)
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError(f"not a JSON object but {type(data).__name__}")
+            if data.get("version") != VERSION:
+                raise ValueError(f"unknown version {data.get('version')!r:.40}")
+        except FileNotFoundError:
+            slot.saved = _EMPTY_HISTORY
+            return History()
+        except UnsafeFile as exc:
+            raise _refused(exc) from None
+        except (OSError, ValueError, RecursionError) as exc:
+            why = (exc.strerror if isinstance(exc, OSError) else str(exc)[:100]) or "?"
+            if not locked:
+                log.warning(
+                    "the address history %s is unreadable (%s); shown empty — the next sync "
+                    "that notes an entry moves it aside",
+                    where,
+                    why,
+                )
+                return History()
+            aside = self._aside_name(d, HISTORY_FILENAME)
+            with contextlib.suppress(OSError):
+                os.replace(HISTORY_FILENAME, aside, src_dir_fd=d.fd, dst_dir_fd=d.fd)
+            log.warning(
+                "the address history %s was unreadable (%s); moved aside to %s and started "
+                "anew (syncs go on)",
+                where,
+                why,
+                d.where(aside),
+            )
+            slot.saved = None if d.exists(HISTORY_FILENAME) else _EMPTY_HISTORY
+            return History()
+        check = _Checker()
+        history = _parse_history(data, check)
+        if check.dropped:
+            shown = "; ".join(check.dropped[:SHOWN])
+            more = f" and {len(check.dropped) - SHOWN} more" if len(check.dropped) > SHOWN else ""
+            log.warning(
+                "address history %s: left out entries of the wrong type, kept the rest: %s%s",
+                where,
+                shown,
+                more,
+            )
+        slot.saved = raw
+        return history
+
+
+def _history_payload(h: History) -> bytes:
+    data = {"version": VERSION, **_history_json(h)}
+    return json.dumps(data, indent=1, sort_keys=True).encode() + b"\n"
+
+
+_EMPTY_HISTORY = _history_payload(History())  # what a missing file holds: nothing to write
+
+
+def _history_file(d: Directory) -> tuple[int, int, int] | None:
+    """Which history file is there now (inode, size, mtime in ns), without opening it; None
+    when there is none. Every save makes a new inode, so a file this names is the one read."""
+    try:
+        st = os.stat(HISTORY_FILENAME, dir_fd=d.fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _read_capped(d: Directory, name: str, limit: int) -> bytes:
+    """The file `name`, opened as Directory.open does; ValueError when larger than `limit`
+    (not UnsafeFile: too large is a file to move aside, not one to refuse)."""
+    fd = d.open(name, owners=_trusted(d))
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise ValueError(f"{size} bytes, more than {limit} that a history ever takes")
+        chunks: list[bytes] = []
+        got = 0
+        while chunk := os.read(fd, min(1 << 16, limit + 1 - got)):
+            chunks.append(chunk)
+            got += len(chunk)
+            if got > limit:
+                raise ValueError(f"more than {limit} bytes, more than a history ever takes")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 class StateLock:

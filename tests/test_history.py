@@ -20,10 +20,19 @@ import pytest
 
 from ddnsagent import config as config_mod
 from ddnsagent import history
+from ddnsagent import store as store_mod
 from ddnsagent.outcome import SyncReport
 from ddnsagent.relay.reconnect import reconnect
 from ddnsagent.relay.watch import RelayWatch
-from ddnsagent.store import FILENAME, HISTORY_LIMIT, AgentState, Detected, Store
+from ddnsagent.store import (
+    FILENAME,
+    HISTORY_FILENAME,
+    HISTORY_LIMIT,
+    AgentState,
+    Detected,
+    LogPosition,
+    Store,
+)
 from ddnsagent.sync import Agent, SyncOptions
 from tests.conftest import (
     DYN_HOST,
@@ -104,11 +113,16 @@ def test_changes_through_real_syncs_keep_source_targets_and_times(dyn_config: An
     assert sync(config).exit_code == 0
     assert sync(config).exit_code == 0  # the same address again: no entry, no sends
     held_first = time.time()
-    before = json.loads((store.directory / FILENAME).read_text())["history"]
+    file = store.directory / HISTORY_FILENAME
+    before, was = file.read_bytes(), file.stat()
     time.sleep(1.1)  # whole seconds in the history: the next sighting is a later one
     assert sync(config).exit_code == 0
-    after = json.loads((store.directory / FILENAME).read_text())["history"]
-    assert after == before  # a re-detection writes nothing into the history
+    # A re-detection writes nothing into the history: its file is not even rewritten.
+    assert file.read_bytes() == before and (file.stat().st_ino, file.stat().st_mtime_ns) == (
+        was.st_ino,
+        was.st_mtime_ns,
+    )
+    assert "history" not in json.loads((store.directory / FILENAME).read_text())
     echo.answer = SECOND + "\n"
     report = sync(config)
     assert report.changed == [4]
@@ -301,13 +315,15 @@ def test_the_501st_address_drops_the_oldest(dyn_config: Any) -> None:
     assert kept.addresses[-1].address == SECOND and kept.addresses[-1].source == "web"
     assert kept.addresses[-2].last == int(start + (HISTORY_LIMIT - 1) * 3600 + 3000)
     assert len(kept.events) == HISTORY_LIMIT and kept.events[0].reason == "incident 1"
-    saved = json.loads((store.directory / FILENAME).read_text())["history"]  # as written
+    saved = json.loads((store.directory / HISTORY_FILENAME).read_text())  # as written
     assert len(saved["addresses"]) == len(saved["events"]) == HISTORY_LIMIT
     table = ddnsagent("history", "--config", config).stdout
     assert f"(the last {HISTORY_LIMIT} addresses are kept; older ones are gone)" in table
-    # The size README states: 500 addresses with two targets each, 500 incidents.
-    size = (store.directory / FILENAME).stat().st_size
+    # The sizes README states: 500 addresses with two targets each, 500 incidents, in their
+    # own file; state.json, which every sync and position save rewrites, stays small.
+    size = (store.directory / HISTORY_FILENAME).stat().st_size
     assert size < 256 * 1024, size
+    assert (store.directory / FILENAME).stat().st_size < 4096
 
 
 def test_a_state_without_history_loads_and_its_address_opens_the_history(
@@ -321,8 +337,9 @@ def test_a_state_without_history_loads_and_its_address_opens_the_history(
     data = json.loads(path.read_text())
     since = data["detected"]["4"]["since"] - 86400
     data["detected"]["4"]["since"] = since
-    del data["history"]
+    del data["history_index"]
     path.write_text(json.dumps(data))
+    (path.parent / HISTORY_FILENAME).unlink()
     status = ddnsagent("status", "--json", "--config", config)
     assert status.returncode == 0 and status.stderr == ""
     assert json.loads(status.stdout)["history"]["addresses"] == 0
@@ -340,14 +357,14 @@ def test_wrong_entries_are_dropped_with_one_warning_and_the_rest_kept(dyn_config
     sync(config)
     echo.answer = SECOND + "\n"
     sync(config)
-    path = Store.of(config_mod.load(config).agent).directory / FILENAME
+    path = Store.of(config_mod.load(config).agent).directory / HISTORY_FILENAME
     data = json.loads(path.read_text())
-    good = data["history"]["addresses"][1]
-    data["history"]["addresses"][0]["first"] = "yesterday"
-    data["history"]["addresses"].append({**good, "family": 5})
-    data["history"]["addresses"].append({**good, "address": 7})
-    data["history"]["addresses"][1]["sent"]["dyn"] = "soon"
-    data["history"]["events"] = [
+    good = data["addresses"][1]
+    data["addresses"][0]["first"] = "yesterday"
+    data["addresses"].append({**good, "family": 5})
+    data["addresses"].append({**good, "address": 7})
+    data["addresses"][1]["sent"]["dyn"] = "soon"
+    data["events"] = [
         {"time": "noon", "kind": "relay", "action": "x", "reason": "y"},
         {"time": 1, "kind": "relay", "action": "reconnect", "reason": "kept"},
     ]
@@ -367,7 +384,7 @@ def test_wrong_entries_are_dropped_with_one_warning_and_the_rest_kept(dyn_config
     (entry,) = out["addresses"]
     assert entry["address"] == SECOND and [s["target"] for s in entry["sent"]] == ["zone:local"]
     assert [e["reason"] for e in out["events"]] == ["kept"]
-    history_not_a_list = {**data, "history": {"addresses": {}, "events": 3}}
+    history_not_a_list = {**data, "addresses": {}, "events": 3}
     path.write_text(json.dumps(history_not_a_list))
     run = ddnsagent("history", "--config", config)
     assert run.returncode == 0 and "history.addresses (not a list" in run.stderr
@@ -526,3 +543,231 @@ def test_history_takes_no_lock_and_reads_a_missing_state(tmp_path: Path, echo: E
     assert run.returncode == 0 and run.stdout == "no address history yet\n"
     assert not (tmp_path / "state").exists()  # reading made nothing
     assert os.listdir(tmp_path) == ["config.toml"]
+
+
+# -- the history's own file: written only when it changed, moved out of state.json, a corrupt
+# -- file moved aside, a kill between the two files' saves -----------------------------------
+
+
+def _reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files the store reads through its capped reader (the history's) from now on."""
+    reads: list[str] = []
+    real = store_mod._read_capped
+
+    def counted(d: Any, name: str, limit: int) -> bytes:
+        reads.append(name)
+        return real(d, name, limit)
+
+    monkeypatch.setattr(store_mod, "_read_capped", counted)
+    return reads
+
+
+def test_a_plain_sync_and_a_position_save_neither_read_nor_write_the_history(
+    dyn_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write rate the history cost: with a full history, the sync that finds the same
+    address again and the relay watch's position save write state.json alone, a few hundred
+    bytes, and leave the history's file unread."""
+    config, _echo, _dyn = dyn_config
+    store = Store.of(config_mod.load(config).agent)
+    with store.edit() as state:
+        _fill(state, HISTORY_LIMIT - 1, time.time() - HISTORY_LIMIT * 3600)
+        for i in range(HISTORY_LIMIT):
+            history.note_event(state, "relay", "reconnect", f"incident {i} " + "x" * 150, i)
+    assert sync(config).changed == [4]  # FIRST: the 500th address, a change
+    file = store.directory / HISTORY_FILENAME
+    was = file.stat()
+    assert was.st_size > 150_000
+    reads = _reads(monkeypatch)
+    for _ in range(3):
+        assert sync(config).exit_code == 0
+    with store.edit() as state:  # what RelayWatch._save_position does every 30 s
+        state.relay.position = LogPosition("/var/log/mail.log", 1, 2, 3)
+    assert reads == []
+    now = file.stat()
+    assert (now.st_ino, now.st_mtime_ns, now.st_size) == (was.st_ino, was.st_mtime_ns, was.st_size)
+    assert (store.directory / FILENAME).stat().st_size < 4096
+    # Those who need it read it: a note, `status`, `history`. Read and not changed (a
+    # keepalive's note: the first acceptance is kept), it is not rewritten either.
+    with store.edit() as state:
+        history.note_sent(state, 4, FIRST, "dyn", time.time())
+    assert reads == [HISTORY_FILENAME]
+    now = file.stat()
+    assert (now.st_ino, now.st_mtime_ns) == (was.st_ino, was.st_mtime_ns)
+    with store.edit() as state:
+        history.note_event(state, "relay", "reconnect", "one more", time.time())
+    assert reads == [HISTORY_FILENAME] * 2
+    assert file.stat().st_ino != was.st_ino
+    plain = ddnsagent("status", "--config", config)
+    assert f"history: {HISTORY_LIMIT} addresses since" in plain.stdout, plain.stderr
+    assert shown(config)["events"][-1]["reason"] == "one more"
+
+
+def steady(out: dict[str, Any]) -> dict[str, Any]:
+    """`history --json` but the current address's last sighting, which every sync moves."""
+    return {**out, "addresses": [{**a, "last_seen": None} for a in out["addresses"]]}
+
+
+def test_a_history_in_state_json_moves_to_its_own_file_without_loss(dyn_config: Any) -> None:
+    """state.json as the merged code wrote it (a `history` key): read as it is, and moved to
+    the history's file by the next edit — any edit, even one that does not note anything."""
+    config, echo, _dyn = dyn_config
+    sync(config)
+    echo.answer = SECOND + "\n"
+    sync(config)
+    store = Store.of(config_mod.load(config).agent)
+    with store.edit() as state:
+        history.note_event(state, "relay", "reconnect", "kept", time.time())
+    expected = shown(config)
+    path, file = store.directory / FILENAME, store.directory / HISTORY_FILENAME
+    kept = json.loads(file.read_text())
+    del kept["version"]
+    data = json.loads(path.read_text())
+    del data["history_index"]
+    data["history"] = kept
+    path.write_text(json.dumps(data))
+    file.unlink()
+
+    assert shown(config) == expected  # a reader reads the key and moves nothing
+    assert not file.exists()
+    with store.edit() as state:  # what RelayWatch._save_position does
+        state.relay.position = LogPosition("/var/log/mail.log", 1, 2, 3)
+    assert "history" not in json.loads(path.read_text())
+    assert {**json.loads(file.read_text()), "version": None} == {**kept, "version": None}
+    assert shown(config) == expected
+    assert sync(config).exit_code == 0  # a sync: the current address's last sighting moves
+    assert steady(shown(config)) == steady(expected)
+
+    # Killed between the two saves of the move: the key and the file. The file wins, and the
+    # key goes with the next save.
+    data = json.loads(path.read_text())
+    data["history"] = {"addresses": [], "events": []}
+    path.write_text(json.dumps(data))
+    assert steady(shown(config)) == steady(expected)
+    assert sync(config).exit_code == 0
+    assert "history" not in json.loads(path.read_text())
+    assert steady(shown(config)) == steady(expected)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"[1, 2]", b'{"version": 99, "addresses": []}', b"\0" * 300],
+    ids=["not-json", "not-an-object", "unknown-version", "too-large"],
+)
+def test_a_corrupt_history_is_moved_aside_with_one_warning_and_syncs_go_on(
+    dyn_config: Any,
+    content: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config, echo, dyn = dyn_config
+    sync(config)
+    store = Store.of(config_mod.load(config).agent)
+    file = store.directory / HISTORY_FILENAME
+    file.write_bytes(content)
+    if content.startswith(b"\0"):
+        monkeypatch.setattr(store_mod, "HISTORY_FILE_LIMIT", 200)
+    else:  # a reader says so and moves nothing (it holds no lock)
+        run = ddnsagent("history", "--config", config)
+        assert run.returncode == 0 and "Traceback" not in run.stderr
+        assert run.stdout == "no address history yet\n"
+        (line,) = run.stderr.strip().splitlines()
+        assert f"the address history {file} is unreadable" in line, line
+        assert file.read_bytes() == content
+
+    echo.answer = SECOND + "\n"
+    caplog.set_level("WARNING")
+    assert sync(config).exit_code == 0  # the change of address is noted and sent
+    assert dyn.record(DYN_HOST).ipv4 == SECOND
+    said = [r.getMessage() for r in caplog.records if "address history" in r.getMessage()]
+    (warning,) = said
+    assert f"the address history {file} was unreadable" in warning and "moved aside" in warning
+    (aside,) = store.directory.glob(f"{HISTORY_FILENAME}.corrupt-*")
+    assert aside.read_bytes() == content and str(aside) in warning
+    # The history starts anew: the address state.json knew, then this sync's.
+    assert [a["address"] for a in shown(config)["addresses"]] == [FIRST, SECOND]
+
+
+KILLER = """
+import os, runpy, signal, sys
+from ddnsagent import safefile
+
+real = safefile.Directory.replace
+point = sys.argv.pop(1)
+wrote = []
+
+
+def replace(self, name, data, mode=0o600, *, owner=None):
+    if name == "history.json" and point == "in-history":  # its temp written, not renamed
+        fd = os.open(self.temp_name(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600,
+                     dir_fd=self.fd)
+        os.write(fd, data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    if name == "state.json" and wrote:  # the history saved, state.json not yet
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(self, name, data, mode, owner=owner)
+    if name == "history.json":
+        wrote.append(name)
+
+
+safefile.Directory.replace = replace
+sys.argv[0] = "ddnsagent"
+runpy.run_module("ddnsagent", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("point", ["in-history", "between"])
+def test_a_kill_while_saving_leaves_both_files_whole_and_loses_nothing(
+    dyn_config: Any, point: str
+) -> None:
+    """A writer killed (SIGKILL) while it saves a change of address: inside the history's
+    save, or between the history's save and state.json's. Both files stay whole; the next sync
+    notes the address once, the one before keeps its entry."""
+    config, echo, dyn = dyn_config
+    sync(config)
+    store = Store.of(config_mod.load(config).agent)
+    path, file = store.directory / FILENAME, store.directory / HISTORY_FILENAME
+    state_before = path.read_bytes()
+    history_before = file.read_bytes()
+    echo.answer = SECOND + "\n"
+    run = subprocess.run(
+        [sys.executable, "-c", KILLER, point, "notify-now", "--local", "--config", str(config)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == -9, run.stdout + run.stderr
+    assert path.read_bytes() == state_before  # state.json: the old one, whole
+    saved = json.loads(file.read_text())  # the history: whole, the old or the new one
+    if point == "in-history":
+        assert file.read_bytes() == history_before
+        assert list(store.directory.glob(f".{HISTORY_FILENAME}.*.tmp"))  # the half-written temp
+    else:
+        assert [a["address"] for a in saved["addresses"]] == [FIRST, SECOND]
+    # A reader in between sees a consistent time line.
+    assert shown(config)["addresses"][0]["address"] == FIRST
+
+    assert sync(config).exit_code == 0
+    out = shown(config)
+    assert [a["address"] for a in out["addresses"]] == [FIRST, SECOND]
+    old, new = out["addresses"]
+    assert old["until"] == new["first_seen"] and new["current"]
+    assert [s["target"] for s in new["sent"]].count("dyn") == 1
+    assert dyn.record(DYN_HOST).ipv4 == SECOND
+    assert not list(store.directory.glob(".*.tmp"))  # the leftover removed under the lock
+    assert json.loads(path.read_text())["detected"]["4"]["address"] == SECOND
+
+
+def test_an_event_read_again_is_not_noted_twice() -> None:
+    state = AgentState()
+    for _ in range(2):  # the watch read the same log line again after a restart
+        history.note_event(state, "relay", "reconnect", "450 too much mail", 1000.4)
+    history.note_event(state, "relay", "reconnect", "450 too much mail", 1001)  # a later one
+    history.note_event(state, "recovery", "recovered", "450 too much mail", 1001)
+    assert [(e.time, e.kind) for e in state.history.events] == [
+        (1000, "relay"),
+        (1001, "relay"),
+        (1001, "recovery"),
+    ]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ddnsagent.store import FILENAME
+from ddnsagent.store import FILENAME, HISTORY_FILENAME
 from tests.conftest import (
     FIRST,
     child_env,
@@ -84,7 +84,7 @@ class Scene:
         self.config.chmod(0o600)
         first = self.run("notify-now")
         assert first.returncode == 0, first.stdout + first.stderr
-        assert sorted(os.listdir(self.state)) == ["lock", FILENAME]
+        assert sorted(os.listdir(self.state)) == [HISTORY_FILENAME, "lock", FILENAME]
         for name in os.listdir(self.state):  # root's writes were given to the service user
             assert (self.state / name).stat().st_uid == SERVICE_UID, name
 
@@ -158,6 +158,26 @@ def test_a_plant_in_the_state_directory_is_refused_and_the_victim_untouched(
     assert not scene.marker.exists()  # and before the reconnect command ran
 
 
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("kind", ["symlink", "hard link", "fifo"])
+def test_a_plant_where_the_history_is_kept_is_refused_and_the_victim_untouched(
+    scene: Scene, kind: str, command: str
+) -> None:
+    """The address history's own file (issue 14): the plant is no longer the file state.json's
+    index describes, so the next note reads it — and refuses it like state.json."""
+    scene.plant(kind, HISTORY_FILENAME)
+    before = snapshot(scene.victim)
+    sent = len(scene.dyn.requests)
+    run = scene.run(command)
+    assert snapshot(scene.victim) == before
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    assert refused(scene.state / HISTORY_FILENAME, kind, run.stderr), run.stderr
+    assert "find out who made this, then remove it" in run.stderr
+    if command != "reconnect":  # the sync notes the address before it sends anything
+        assert len(scene.dyn.requests) == sent
+
+
 @pytest.mark.parametrize("kind", ["symlink", "hard link", "fifo"])
 def test_a_planted_reconnect_lock_stops_the_reconnect_alone(scene: Scene, kind: str) -> None:
     scene.plant(kind, "reconnect.lock")
@@ -194,11 +214,12 @@ def test_a_planted_temporary_file_is_never_opened(scene: Scene, command: str) ->
 
 def test_temporary_files_of_an_interrupted_save_are_removed(scene: Scene) -> None:
     leftovers = [f".{FILENAME}.tmp", f".{FILENAME}.0123456789ab.tmp"]  # old and new names
+    leftovers.append(f".{HISTORY_FILENAME}.0123456789ab.tmp")
     for name in leftovers:
         (scene.state / name).write_text('{"half": ')
     run = scene.run("notify-now")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert sorted(os.listdir(scene.state)) == ["lock", FILENAME]
+    assert sorted(os.listdir(scene.state)) == [HISTORY_FILENAME, "lock", FILENAME]
 
 
 def test_a_state_directory_reached_through_the_service_users_directory_is_refused(
@@ -302,8 +323,22 @@ def test_a_full_disk_while_saving_keeps_the_old_state_and_says_so(
             f"system of {state}"
         )
         assert (state / FILENAME).read_bytes() == saved
-        assert sorted(os.listdir(state)) == ["lock", FILENAME]  # no temporary file left
+        files = [HISTORY_FILENAME, "lock", FILENAME]
+        assert sorted(os.listdir(state)) == files  # no temporary file left
         assert len(dyn.requests) == 2  # the second was sent; only its record was lost
+
+        # A new address: the history's file is saved first, and that fails the same way.
+        history = (state / HISTORY_FILENAME).read_bytes()
+        run = ddnsagent("notify-now", "--address", "203.0.113.77", "--config", config)
+        assert run.returncode == 1 and "Traceback" not in run.stderr, run.stdout + run.stderr
+        (line,) = run.stderr.strip().splitlines()
+        assert line.startswith(
+            f"ddnsagent: error: cannot save the address history in {state / HISTORY_FILENAME}: "
+            "No space left on device — it still holds what it held before this run"
+        ), line
+        assert (state / FILENAME).read_bytes() == saved
+        assert (state / HISTORY_FILENAME).read_bytes() == history
+        assert sorted(os.listdir(state)) == files
 
         (fs / "filler").unlink()
         again = ddnsagent("status", "--config", config)
