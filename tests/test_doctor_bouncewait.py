@@ -115,6 +115,21 @@ def test_a_transport_without_a_rate_delay_warns(tmp_path: Path) -> None:
 
 
 @needs_postfix
+def test_a_delay_per_recipient_warns(tmp_path: Path) -> None:
+    """postconf(5): with a recipient limit of 1 the rate delay is per recipient."""
+    main_cf = (
+        "sender_dependent_default_transport_maps = inline:{<>=bounce-relay:}\n"
+        "bounce-relay_destination_rate_delay = 30s\n"
+    )
+    master = SMTP + "bounce-relay unix - - n - - smtp\n"
+    d = postfix_dir(tmp_path, main_cf + "bounce-relay_destination_recipient_limit = 1\n", master)
+    [warned] = doctor(tmp_path, d)
+    assert warned.status == "warn" and "makes the delay per recipient" in warned.message
+    d = postfix_dir(tmp_path, main_cf + "bounce-relay_destination_recipient_limit = 2\n", master)
+    assert [f.status for f in doctor(tmp_path, d)] == ["pass"]
+
+
+@needs_postfix
 def test_other_senders_only_and_another_lookup_key(tmp_path: Path) -> None:
     """A map that routes someone else's mail is no bounce transport; the null sender is looked
     up under empty_address_default_transport_maps_lookup_key, in any table type (texthash)."""

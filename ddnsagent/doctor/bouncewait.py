@@ -6,8 +6,12 @@ with the null sender a transport of its own with a rate delay —
 `sender_dependent_default_transport_maps` mapping Postfix's null-sender lookup key
 (`empty_address_default_transport_maps_lookup_key`, `<>` by default; postconf(5) of Postfix
 3.7) to a master.cf copy of the `smtp` line, and `<transport>_destination_rate_delay` above 0
-(postconf(5): "the time between deliveries to the same destination"; read by the queue manager
+(postconf(5), default_destination_rate_delay: a delay "between individual message deliveries to
+the same destination and over the same message delivery transport"; read by the queue manager
 from main.cf). Then bounces leave one per delay and the others wait, where the hold finds them.
+The same page: with a per-destination recipient limit of 1 the delay is per *recipient*, so
+bounces to different senders would not wait for each other. `postmap -q` exits 0 when the key
+was found (postmap(1)).
 
 Asked of `postconf` (the values, `-M` for the master.cf entry) and `postmap -q` (the lookup, so
 every table type answers as Postfix itself would), changing nothing.
@@ -63,9 +67,24 @@ def check_bounce_wait(cfg: Any, postconf: Sequence[str], timeout: float) -> list
             )
         ]
     name = f"{transport}_destination_rate_delay"
-    delay = process.run([*postconf, "-x", name], timeout, separate_stderr=True)
-    value = parameters(delay.output).get(name, "") if delay.ok else ""
+    limit_name = f"{transport}_destination_recipient_limit"
+    delay = process.run([*postconf, "-x", name, limit_name], timeout, separate_stderr=True)
+    read = parameters(delay.output) if delay.ok else {}
+    value = read.get(name, "")
     seconds = postfix_seconds(value)
+    if seconds and read.get(limit_name) == "1":
+        return [
+            Finding(
+                "postfix",
+                "warn",
+                SUBJECT,
+                f"bounces take transport {transport} with {name} = {value}, but "
+                f"{limit_name} = 1 makes the delay per recipient: bounces to different "
+                "addresses leave at once, before the bounce guard can hold them",
+                f"remove `{limit_name} = 1` from main.cf (or set it above 1), then run "
+                "`postfix reload`",
+            )
+        ]
     if not seconds:
         return [
             Finding(
