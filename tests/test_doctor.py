@@ -633,7 +633,13 @@ def test_relay_address(host: str, port: int | None, expected: tuple[str, int]) -
 @needs_named
 @needs_postconf
 def test_main_all_pass(tmp_path: Path, home: NamedServer) -> None:
-    d = postfix_dir(tmp_path, AFTER)
+    # the bounce guard is on with [relay] (bounce_limit 30): bounces get README's transport
+    d = postfix_dir(
+        tmp_path,
+        AFTER + "sender_dependent_default_transport_maps = inline:{<>=bounce-relay:}\n"
+        "bounce-relay_destination_rate_delay = 30s\n",
+    )
+    (d / "master.cf").write_text("bounce-relay unix - - n - - smtp\n")
     assert POSTCONF is not None
     with Greeter(b"220 relay.test ESMTP\r\n") as relay:
         cfg = config(tmp_path, (zone("clean.example", home),), relay="127.0.0.1")
@@ -654,8 +660,9 @@ def test_main_all_pass(tmp_path: Path, home: NamedServer) -> None:
         == f"pass  resolv.conf {tmp_path / 'resolv.conf'}: nameserver 127.0.0.1 is on this machine"
     )
     assert all(line.startswith("pass  ") for line in lines[:-1])
-    # 9: issue 12 item 5 added the soft_bounce hint (a pass while no mail has bounced)
-    assert lines[-1] == "9 pass, 0 warn, 0 fail, 0 skip"
+    # 9: issue 12 item 5 added the soft_bounce hint (a pass while no mail has bounced);
+    # 10: the bounce guard's transport (issue 14)
+    assert lines[-1] == "10 pass, 0 warn, 0 fail, 0 skip"
     assert "fix:" not in text
 
 

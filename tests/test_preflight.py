@@ -393,7 +393,12 @@ def test_as_service_checks_as_the_units_user_and_groups(
     shutil.chown(log, "root", group)
     path = write(
         tmp / "c.toml",
-        base(tmp, f'[relay]\nlog = "{log}"\nhost = "auth.gate-on.net"\n', provider="")
+        # bounce_limit = 0: the bounce guard's oneshot is tests/test_preflight_guard.py's
+        base(
+            tmp,
+            f'[relay]\nlog = "{log}"\nhost = "auth.gate-on.net"\nbounce_limit = 0\n',
+            provider="",
+        )
         + '[[provider]]\nname = "home"\ntype = "mydns"\nmaster_id = "mydns424242"\n'
         'password_file = "cred:mydns"\n',
         0o600,

@@ -15,7 +15,9 @@ So the doctor asks, without changing anything:
    server, from the resolver Postfix uses, and from public resolvers (when reachable)?
 3. `mx`: is there an MX at the apex, and none at the random name or at other managed names?
 4. `postfix`: are the three restrictions in place (`postconf`)? Does a 5xx from the relay
-   bounce mail for good (`soft_bounce`)? Warned when the watchdog saw the relay do so.
+   bounce mail for good (`soft_bounce`)? Warned when the watchdog saw the relay do so. With
+   the bounce guard on: do bounces wait (a transport of their own with a rate delay) long
+   enough for it to hold them (`bouncewait`)?
 5. `relay`: does the submission relay accept a TCP connection and greet?
 6. `nat`: does the `interface:` source's address match what the echoes see, or is there a
    NAT in the way (double NAT, the ISP's CGNAT) that keeps mail from outside out?
@@ -25,7 +27,8 @@ or fails, else 1. Every server asked and every file read is a field of `Options`
 them all at things they started.
 
 This module is the public face; each check lives in its own module (`resolvconf`, `domains`
-with `wildcard` and `mx`, `postfix`, `relay`, `nat`), the printing in `report`.
+with `wildcard` and `mx`, `postfix`, `bounce`, `bouncewait`, `relay`, `nat`), the printing in
+`report`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import TextIO
 
 from ddnsagent.config import Config
 from ddnsagent.doctor.bounce import check_soft_bounce
+from ddnsagent.doctor.bouncewait import check_bounce_wait
 from ddnsagent.doctor.domains import check_domains
 from ddnsagent.doctor.finding import STATUSES, Finding, Status
 from ddnsagent.doctor.nat import check_nat
@@ -76,6 +80,7 @@ def run(cfg: Config, options: Options) -> list[Finding]:
     findings += check_domains(cfg, options)
     findings += check_postfix(options.postconf, options.command_timeout, cfg.relay is not None)
     findings += check_soft_bounce(options.postconf, options.command_timeout, _last_bounced(cfg))
+    findings += check_bounce_wait(cfg, options.postconf, options.command_timeout)
     findings += check_relay(cfg, options)
     findings += check_nat(cfg, options)
     return findings

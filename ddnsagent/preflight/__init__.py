@@ -41,7 +41,9 @@ POLKIT_RULES = (
     Path("/etc/polkit-1/rules.d/50-ddnsagent-reconnect.rules"),
     Path("/usr/share/polkit-1/rules.d/50-ddnsagent-reconnect.rules"),
 )
+BOUNCE_POLKIT_RULES = tuple(p.with_name("50-ddnsagent-bounce-hold.rules") for p in POLKIT_RULES)
 SUDOERS = Path("/etc/sudoers.d/ddnsagent")
+_SUDOERS_LIMIT = 65536  # bytes of the sudoers drop-in read
 # systemd.exec(5), LoadCredential=: a relative source is looked up in the credential stores.
 CREDSTORES = (Path("/etc/credstore"), Path("/run/credstore"), Path("/usr/lib/credstore"))
 _LABEL = {"note": "note", "placeholder": "PLACEHOLDER", "warn": "warning", "fail": "FAIL"}
@@ -179,6 +181,7 @@ def _as_service(cfg: Any, unit: units.Unit, dirs: tuple[Path, ...]) -> tuple[str
     names = ", ".join(_group_name(g) for g in dict.fromkeys([primary, *gids]))
     header = f"checked as user {user.pw_name} (groups {names}) with the sandbox of the {where}"
     reconnect_file = units.find(units.RECONNECT_UNIT, dirs)
+    hold_file = units.find(units.BOUNCE_HOLD_UNIT, dirs)
     ctx = Context(
         user=user.pw_name,
         path=units.SERVICE_PATH,
@@ -187,6 +190,10 @@ def _as_service(cfg: Any, unit: units.Unit, dirs: tuple[Path, ...]) -> tuple[str
         reconnect_timeout=units.timeout_start(reconnect_file, dirs),
         polkit_rule=any(p.is_file() for p in POLKIT_RULES),
         sudoers=SUDOERS.is_file(),
+        sudoers_units=sudoers_units(SUDOERS),
+        bounce_hold_unit=str(hold_file) if hold_file else None,
+        bounce_hold_timeout=units.timeout_start(hold_file, dirs),
+        bounce_polkit_rule=any(p.is_file() for p in BOUNCE_POLKIT_RULES),
         credentials={n: _credential_problem(p) for n, p in unit.credentials.items()},
         heartbeat=_heartbeat_credential(cfg, unit),
     )
@@ -203,6 +210,23 @@ def _as_service(cfg: Any, unit: units.Unit, dirs: tuple[Path, ...]) -> tuple[str
             return header, problems
         return header, problems + every_check(cfg, ctx)
     return header, problems + _in_child(cfg, ctx, user.pw_uid, primary, [primary, *gids])
+
+
+def sudoers_units(path: Path) -> frozenset[str] | None:
+    """The units a sudoers drop-in lets its user `systemctl start` (root reads it: 0440);
+    None when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(_SUDOERS_LIMIT).decode("utf-8", "replace")
+    except OSError:
+        return None
+    found = set()
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].replace(",", " ").split()
+        for i, word in enumerate(words[:-2]):
+            if word.endswith("/systemctl") and words[i + 1] == "start":
+                found.add(words[i + 2])
+    return frozenset(found)
 
 
 def _group_name(gid: int) -> str:

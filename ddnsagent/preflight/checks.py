@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from ddnsagent.durations import format_duration
 from ddnsagent.errors import SecretUnavailable
-from ddnsagent.preflight.unit import RECONNECT_UNIT, Unit
+from ddnsagent.preflight.unit import BOUNCE_HOLD_UNIT, RECONNECT_UNIT, Unit
 
 Status = Literal["ok", "note", "placeholder", "warn", "fail"]
 
@@ -31,6 +31,9 @@ ROOT_ONLY = ("pon", "poff", "pppd", "ifup", "ifdown", "ip", "plog")
 # A reconnect script calling one of these needs root too (the shipped ppp-reconnect-pon does).
 _ROOT_WORDS = re.compile(r"\b(pon|poff|pppd|ifup|ifdown|ip\s+link)\b")
 _PLACEHOLDER_LINE = re.compile(r"^\s*([A-Za-z0-9_]+)\s*=\s*(.+?)\s*#\s*placeholder\b")
+# How long the relay watch waits for `[relay] bounce_hold` (relay/watch.py HOLD_TIMEOUT; a test
+# keeps the two equal): the oneshot's TimeoutStartSec= must stay under it.
+BOUNCE_HOLD_WAIT = 90.0
 SCRIPT_PEEK = 4096  # bytes of a reconnect script read to see whether it needs root
 # Debian 12's unbound: remote-control.conf sets `control-interface: /run/unbound.ctl`, a socket
 # unbound 1.17 makes root:unbound 0660 (seen on this project's test machine).
@@ -57,6 +60,11 @@ class Context:
     reconnect_timeout: float | None = None  # its TimeoutStartSec=
     polkit_rule: bool = False  # 50-ddnsagent-reconnect.rules installed
     sudoers: bool = False  # /etc/sudoers.d/ddnsagent installed
+    # the units its lines let the user `systemctl start` (None: not read)
+    sudoers_units: frozenset[str] | None = None
+    bounce_hold_unit: str | None = None  # the installed ddnsagent-bounce-hold.service, if any
+    bounce_hold_timeout: float | None = None  # its TimeoutStartSec=
+    bounce_polkit_rule: bool = False  # 50-ddnsagent-bounce-hold.rules installed
     credentials: dict[str, str] = field(default_factory=dict)  # name → problem ("" = fine)
     # [heartbeat] with url_file = "cred:NAME": the URL's preset, judged by root from the file
     # LoadCredential= names (the dropped child cannot read it)
@@ -73,6 +81,7 @@ def check(cfg: Any, ctx: Context) -> list[Finding]:
     for s in cfg.providers:
         out += _provider(s, ctx)
     out += _relay(cfg, ctx)
+    out += _bounce_hold(cfg, ctx)
     out += _reconnect(cfg, ctx)
     for z in cfg.zones:
         out += _zone(z, cfg, ctx)
@@ -505,37 +514,90 @@ def _relay(cfg: Any, ctx: Context) -> list[Finding]:
     return out
 
 
+@dataclass(frozen=True)
+class RootOneshot:
+    """A root oneshot the daemon starts for a job that needs root (the reconnect's, the bounce
+    guard's), and the words for its findings."""
+
+    section: str  # "[reconnect]"
+    key: str  # the key naming the command: "command", "bounce_hold"
+    unit: str  # "ddnsagent-reconnect.service"
+    polkit_file: str  # the rule that lets the service's user start it
+    use: str  # the setting that starts it, for the fixes
+    missing_fix: str  # the fix for a command that is not there
+    timeout_fix: str | None = None  # None: `set timeout = "…"`
+    needs_root: bool = False  # the job always needs root (else only pppd & co. are known to)
+
+    def installed(self, ctx: Context) -> tuple[str | None, float | None, bool]:
+        """As root saw it before dropping: its unit file, TimeoutStartSec=, polkit rule."""
+        if self.unit == BOUNCE_HOLD_UNIT:
+            return ctx.bounce_hold_unit, ctx.bounce_hold_timeout, ctx.bounce_polkit_rule
+        return ctx.reconnect_unit, ctx.reconnect_timeout, ctx.polkit_rule
+
+
+RECONNECT_ONESHOT = RootOneshot(
+    "[reconnect]",
+    "command",
+    RECONNECT_UNIT,
+    "50-ddnsagent-reconnect.rules",
+    f'command = ["systemctl", "start", "{RECONNECT_UNIT}"] with timeout = "170s", and the '
+    f'reconnect script in {RECONNECT_UNIT}\'s ExecStart= (README, "Reconnecting the link")',
+    "install it (packaging/reconnect/ has examples) or fix the path",
+)
+BOUNCE_ONESHOT = RootOneshot(
+    "[relay]",
+    "bounce_hold",
+    BOUNCE_HOLD_UNIT,
+    "50-ddnsagent-bounce-hold.rules",
+    f'bounce_hold = ["systemctl", "start", "{BOUNCE_HOLD_UNIT}"] (the default) '
+    '(README, "Bounce guard")',
+    f'use the default, bounce_hold = ["systemctl", "start", "{BOUNCE_HOLD_UNIT}"]',
+    timeout_fix=f"keep {BOUNCE_HOLD_UNIT}'s TimeoutStartSec= under "
+    f"{format_duration(BOUNCE_HOLD_WAIT)} (the shipped unit has 60)",
+    needs_root=True,  # postsuper
+)
+
+
 def _reconnect(cfg: Any, ctx: Context) -> list[Finding]:
     r = cfg.reconnect
     if r is None:
         return [Finding("ok", "[reconnect]", "not configured: no reconnect for a new address")]
-    section = "[reconnect]"
-    out = [
-        Finding(
-            "ok",
-            section,
-            f"runs `{_argv_text(r.command)}` (timeout {format_duration(r.timeout)}, cooldown "
-            f"{format_duration(r.cooldown)}, at most {r.max_per_day} a day), then waits up to "
-            f"{format_duration(r.wait_for_address)} for a new address",
-        )
-    ]
-    argv = list(r.command)
+    summary = (
+        f"runs `{_argv_text(r.command)}` (timeout {format_duration(r.timeout)}, cooldown "
+        f"{format_duration(r.cooldown)}, at most {r.max_per_day} a day), then waits up to "
+        f"{format_duration(r.wait_for_address)} for a new address"
+    )
+    checked = root_command(r.command, r.timeout, RECONNECT_ONESHOT, ctx)
+    return [Finding("ok", "[reconnect]", summary), *checked]
+
+
+def _bounce_hold(cfg: Any, ctx: Context) -> list[Finding]:
+    """[relay] bounce_hold, the bounce guard's root half, checked like [reconnect] command; not
+    at all while the guard is off (bounce_limit = 0)."""
+    r = cfg.relay
+    if r is None or not r.bounce_limit:
+        return []
+    summary = (
+        f"past {r.bounce_limit} bounces an hour, the bounce guard runs "
+        f"`{_argv_text(r.bounce_hold)}`"
+    )
+    checked = root_command(r.bounce_hold, BOUNCE_HOLD_WAIT, BOUNCE_ONESHOT, ctx)
+    return [Finding("ok", "[relay]", summary), *checked]
+
+
+def root_command(
+    command: tuple[str, ...], timeout: float, oneshot: RootOneshot, ctx: Context
+) -> list[Finding]:
+    """Whether `command` (waited for up to `timeout`) can do its root job as the service: sudo
+    under NoNewPrivileges= or without the sudoers file, the oneshot or its polkit rule missing,
+    a program that needs root run as the service's user."""
+    section, key = oneshot.section, oneshot.key
+    out: list[Finding] = []
+    argv = list(command)
     path, why = _program(argv[0], ctx)
     if why:
-        out.append(
-            Finding(
-                "fail",
-                section,
-                f"command: {why}",
-                "install it (packaging/reconnect/ has examples) or fix the path",
-            )
-        )
+        out.append(Finding("fail", section, f"{key}: {why}", oneshot.missing_fix))
         return out
-    oneshot = (
-        'command = ["systemctl", "start", "ddnsagent-reconnect.service"] with timeout = "170s", '
-        f"and the reconnect script in {RECONNECT_UNIT}'s ExecStart= "
-        '(README, "Reconnecting the link")'
-    )
     unprivileged = ctx.unit is not None and ctx.unit.user not in ("root", "0")
     name = os.path.basename(argv[0])
     if name == "sudo":
@@ -544,9 +606,9 @@ def _reconnect(cfg: Any, ctx: Context) -> list[Finding]:
                 Finding(
                     "fail",
                     section,
-                    "command: sudo cannot become root under the unit's NoNewPrivileges= (set by "
+                    f"{key}: sudo cannot become root under the unit's NoNewPrivileges= (set by "
                     "it or by its seccomp settings)",
-                    "use polkit: " + oneshot + "; or install the drop-in "
+                    "use polkit: " + oneshot.use + "; or install the drop-in "
                     "/usr/share/doc/ddnsagent/examples/sudo-reconnect.conf",
                 )
             )
@@ -555,25 +617,40 @@ def _reconnect(cfg: Any, ctx: Context) -> list[Finding]:
                 Finding(
                     "fail",
                     section,
-                    "command: sudo, but /etc/sudoers.d/ddnsagent is not installed",
+                    f"{key}: sudo, but /etc/sudoers.d/ddnsagent is not installed",
                     "install packaging/sudoers/ddnsagent (root:root, mode 0440)",
+                )
+            )
+        elif (
+            ctx.unit is not None
+            and ctx.sudoers_units is not None
+            and oneshot.unit not in ctx.sudoers_units
+        ):
+            out.append(
+                Finding(
+                    "fail",
+                    section,
+                    f"{key}: sudo, but /etc/sudoers.d/ddnsagent has no line for "
+                    f"`systemctl start {oneshot.unit}`",
+                    "install the current packaging/sudoers/ddnsagent (root:root, mode 0440)",
                 )
             )
         argv = [a for a in argv[1:] if not a.startswith("-")]
         name = os.path.basename(argv[0]) if argv else ""
     if name == "systemctl" and "start" in argv:
-        out += _reconnect_unit(argv, r.timeout, ctx, unprivileged and r.command[0] != "sudo")
+        needs_polkit = unprivileged and command[0] != "sudo"
+        out += _oneshot_unit(argv, timeout, oneshot, ctx, needs_polkit)
         return out
     if not unprivileged or ctx.unit is None:
         return out
-    if name in ROOT_ONLY or (path is not None and _script_needs_root(path)):
+    if oneshot.needs_root or name in ROOT_ONLY or (path is not None and _script_needs_root(path)):
         out.append(
             Finding(
                 "fail",
                 section,
-                f"command: {argv[0]} needs root, but the daemon runs as user {ctx.unit.user} "
+                f"{key}: {argv[0]} needs root, but the daemon runs as user {ctx.unit.user} "
                 "(unit: User=, NoNewPrivileges=) and cannot become root",
-                "use the root oneshot: " + oneshot,
+                "use the root oneshot: " + oneshot.use,
             )
         )
     else:
@@ -581,9 +658,9 @@ def _reconnect(cfg: Any, ctx: Context) -> list[Finding]:
             Finding(
                 "warn",
                 section,
-                f"command: {argv[0]} runs as user {ctx.unit.user} without any privilege",
+                f"{key}: {argv[0]} runs as user {ctx.unit.user} without any privilege",
                 "make sure it needs none; a reconnect of pppd or the link needs the root "
-                "oneshot: " + oneshot,
+                "oneshot: " + oneshot.use,
             )
         )
     return out
@@ -606,52 +683,52 @@ def _script_needs_root(path: Path) -> bool:
     return bool(_ROOT_WORDS.search(text))
 
 
-def _reconnect_unit(
-    argv: list[str], timeout: float, ctx: Context, needs_polkit: bool
+def _oneshot_unit(
+    argv: list[str], timeout: float, oneshot: RootOneshot, ctx: Context, needs_polkit: bool
 ) -> list[Finding]:
     out: list[Finding] = []
-    section = "[reconnect]"
+    section, unit = oneshot.section, oneshot.unit
     target = argv[argv.index("start") + 1] if argv.index("start") + 1 < len(argv) else ""
-    if target != RECONNECT_UNIT:
+    installed, limit, polkit_rule = oneshot.installed(ctx)
+    if target != unit:
         return [
             Finding(
                 "note",
                 section,
-                f"command starts {target or 'nothing'}, not {RECONNECT_UNIT}; not checked",
+                f"{oneshot.key} starts {target or 'nothing'}, not {unit}; not checked",
             )
         ]
     if ctx.unit is None:
         return out
-    if ctx.reconnect_unit is None:
+    if installed is None:
         out.append(
             Finding(
                 "fail",
                 section,
-                f"{RECONNECT_UNIT} is not installed",
-                f"install packaging/systemd/{RECONNECT_UNIT} into /etc/systemd/system/ and run "
+                f"{unit} is not installed",
+                f"install packaging/systemd/{unit} into /etc/systemd/system/ and run "
                 "systemctl daemon-reload",
             )
         )
-    limit = ctx.reconnect_timeout
     if limit is not None and timeout <= limit:
         out.append(
             Finding(
                 "fail",
                 section,
-                f"timeout {format_duration(timeout)} is not above {RECONNECT_UNIT}'s "
+                f"timeout {format_duration(timeout)} is not above {unit}'s "
                 f"TimeoutStartSec={format_duration(limit)}: the daemon would give up on systemctl "
-                "while the reconnect still runs",
-                f'set timeout = "{format_duration(limit + 20)}"',
+                "while the oneshot still runs",
+                oneshot.timeout_fix or f'set timeout = "{format_duration(limit + 20)}"',
             )
         )
-    if needs_polkit and not ctx.polkit_rule:
+    if needs_polkit and not polkit_rule:
         out.append(
             Finding(
                 "fail",
                 section,
-                f"user {ctx.user} may start {RECONNECT_UNIT} only through polkit's rule "
-                "50-ddnsagent-reconnect.rules, which is not installed",
-                "install polkitd and packaging/polkit/50-ddnsagent-reconnect.rules into "
+                f"user {ctx.user} may start {unit} only through polkit's rule "
+                f"{oneshot.polkit_file}, which is not installed",
+                f"install polkitd and packaging/polkit/{oneshot.polkit_file} into "
                 "/etc/polkit-1/rules.d/ (or use the sudo variant)",
             )
         )

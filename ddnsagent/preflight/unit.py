@@ -16,6 +16,7 @@ from pathlib import Path
 
 UNIT = "ddnsagent.service"
 RECONNECT_UNIT = "ddnsagent-reconnect.service"
+BOUNCE_HOLD_UNIT = "ddnsagent-bounce-hold.service"
 # systemd.unit(5): /etc/systemd/system overrides /run/systemd/system overrides the vendor dirs.
 UNIT_DIRS = (
     Path("/etc/systemd/system"),

@@ -1,7 +1,8 @@
 """The daemon's eye on the mail log: lines from a source (relay/sources.py) go through the
 parser (logparse) to the decider (decide); a decision starts the procedure (reconnect) or a
-re-notify. Runs until cancelled; the log position and the bounce rate are kept in the state, so
-a restart neither reads a line twice nor forgets the last hour.
+re-notify. Runs until cancelled; the log position and the bounce rate are kept in the state
+(written only when they changed), so a restart neither reads a line twice nor forgets the last
+hour.
 
 A log line is a hint: any local user can write one (`logger -t postfix/smtp …`). Before a
 reconnect the watch asks Postfix's queue (`[relay] queue`, `postqueue -j`) whether mail is
@@ -55,7 +56,7 @@ from ddnsagent.sync import Agent
 log = logging.getLogger(__name__)
 
 POLL_EVERY = 2.0  # seconds between looks at the log file
-SAVE_POSITION_EVERY = 30.0
+SAVE_POSITION_EVERY = 30.0  # at most one save of the position per this many seconds
 CHECK_EVERY = 30.0  # at most one look at the queue (and one probe) per this many seconds
 PROBE_TIMEOUT = 10.0  # our own connection attempt to the relay
 MAX_PROBES = 2  # distinct relay addresses tried
@@ -90,6 +91,9 @@ class RelayWatch:
         self.episode = guard.Episode(relay.bounce_limit)
         self._hold_task: asyncio.Task[None] | None = None
         self._hold_again = False  # a bounce arrived while a hold ran: hold once more
+        # The log position and bounce count last written to (or found in) the state: a save
+        # that would write the same is skipped, so a quiet log rewrites nothing.
+        self._written: tuple[LogPosition, int] | None = None
 
     async def run(self) -> None:
         assert self.cfg.relay is not None
@@ -102,10 +106,12 @@ class RelayWatch:
             await self._run_file(Path(self.cfg.relay.log))
 
     async def _run_file(self, path: Path) -> None:
-        saved = Store.of(self.cfg.agent).load().relay.position
+        kept = Store.of(self.cfg.agent).load().relay
+        saved = kept.position
         position = None
         if saved is not None and saved.path == str(path):
             position = FollowPosition(saved.device, saved.inode, saved.offset)
+            self._written = (saved, kept.bounce_rate)
         follower = LogFollower(path, position)
         last_saved = time.monotonic()
         losses = _losses(follower.stats)
@@ -131,11 +137,17 @@ class RelayWatch:
             follower.close()
 
     async def _save_position(self, position: FollowPosition, path: str) -> None:
+        """The position and the bounce count for `status`, when either differs from what was
+        last written (the count also changes by decaying: an hour-old bounce leaves it)."""
+        value = (
+            LogPosition(path, position.device, position.inode, position.offset),
+            self.decider.bounce_rate(time.time()),
+        )
+        if value == self._written:
+            return
         async with Store.of(self.cfg.agent).edit_async() as state:
-            state.relay.position = LogPosition(
-                path, position.device, position.inode, position.offset
-            )
-            state.relay.bounce_rate = self.decider.bounce_rate(time.time())
+            state.relay.position, state.relay.bounce_rate = value
+        self._written = value
 
     async def _run_journal(self) -> None:
         assert self.cfg.relay is not None
