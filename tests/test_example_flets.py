@@ -28,7 +28,7 @@ import dns.zone
 import pytest
 
 from ddnsagent import config, doctor
-from ddnsagent.doctor import Options
+from ddnsagent.doctor import Options, bouncewait
 from tests.doctor_servers import NAMED, Greeter, NamedServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +36,7 @@ EXAMPLE = ROOT / "packaging" / "examples" / "flets-mydns"
 CONFIG = EXAMPLE / "config.toml"
 ZONE = EXAMPLE / "bind" / "db.example.net"
 MAIN_CF = EXAMPLE / "postfix" / "main.cf"
+MASTER_CF = EXAMPLE / "postfix" / "master.cf"
 RECONNECT_SCRIPT = EXAMPLE / "ppp" / "ppp-reconnect"
 SERVICE_DROPIN = EXAMPLE / "systemd" / "ddnsagent.service.d" / "flets-mydns.conf"
 RECONNECT_DROPIN = EXAMPLE / "systemd" / "ddnsagent-reconnect.service.d" / "flets.conf"
@@ -169,14 +170,15 @@ def named_with_the_zone(tmp_path: Path) -> Iterator[NamedServer]:
 
 
 def postfix_with_the_example(tmp_path: Path, extra: str = "") -> Path:
-    """A Postfix configuration directory: a fresh main.cf with the example's lines added."""
+    """A Postfix configuration directory: a fresh main.cf and master.cf with the example's lines
+    added."""
     d = tmp_path / "postfix"
     d.mkdir()
     main = d / "main.cf"
     main.write_text("compatibility_level = 3.6\n" + MAIN_CF.read_text() + extra)
     past = time.time() - 60  # postconf waits for a main.cf younger than a minute to settle
     os.utime(main, (past, past))
-    (d / "master.cf").write_text("")
+    (d / "master.cf").write_text(MASTER_CF.read_text())
     return d
 
 
@@ -211,6 +213,7 @@ def test_doctor_passes_the_examples_postfix_and_bind(
     assert [f for f in findings if f.status not in ("pass", "skip")] == [], shown
     postfix = {f.subject for f in findings if f.check == "postfix" and f.status == "pass"}
     assert {"reject_unknown_recipient_domain", "reject_unknown_sender_domain"} <= postfix
+    assert bouncewait.SUBJECT in postfix, shown  # bounces wait where the bounce guard holds them
 
 
 def test_doctor_fails_the_example_without_its_restrictions(
