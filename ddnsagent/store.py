@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ddnsagent import safefile
-from ddnsagent.errors import DdnsagentError, StateLockTimeout, UnsafeFile
+from ddnsagent.errors import DdnsagentError, FileTooLarge, StateLockTimeout, UnsafeFile
 from ddnsagent.safefile import Directory
 
 log = logging.getLogger(__name__)
@@ -1373,7 +1373,12 @@ class Store:
         sync for it. A link, a FIFO or a foreign owner is refused as in state.json."""
         where = d.where(HISTORY_FILENAME)
         try:
-            raw = _read_capped(d, HISTORY_FILENAME, HISTORY_FILE_LIMIT)
+            try:
+                raw = d.read(HISTORY_FILENAME, HISTORY_FILE_LIMIT, owners=_trusted(d))
+            except FileTooLarge as exc:  # not refused: moved aside like any unreadable history
+                raise ValueError(
+                    f"more than {exc.limit} bytes, more than a history ever takes"
+                ) from None
             data = json.loads(raw)
             if not isinstance(data, dict):
                 raise ValueError(f"not a JSON object but {type(data).__name__}")
@@ -1437,26 +1442,6 @@ def _history_file(d: Directory) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def _read_capped(d: Directory, name: str, limit: int) -> bytes:
-    """The file `name`, opened as Directory.open does; ValueError when larger than `limit`
-    (not UnsafeFile: too large is a file to move aside, not one to refuse)."""
-    fd = d.open(name, owners=_trusted(d))
-    try:
-        size = os.fstat(fd).st_size
-        if size > limit:
-            raise ValueError(f"{size} bytes, more than {limit} that a history ever takes")
-        chunks: list[bytes] = []
-        got = 0
-        while chunk := os.read(fd, min(1 << 16, limit + 1 - got)):
-            chunks.append(chunk)
-            got += len(chunk)
-            if got > limit:
-                raise ValueError(f"more than {limit} bytes, more than a history ever takes")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 class StateLock:
