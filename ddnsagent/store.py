@@ -1020,21 +1020,21 @@ def _history_json(h: History) -> dict[str, Any]:
         if a.sent:
             entry["sent"] = dict(a.sent)
         addresses.append(entry)
-    events = [
-        _without_none(
-            {
-                "time": e.time,
-                "kind": e.kind,
-                "action": e.action,
-                "reason": e.reason,
-                "old": e.old,
-                "new": e.new,
-                "family": e.family,
-            }
-        )
-        for e in h.events
-    ]
+    events = [_without_none(history_event_json(e)) for e in h.events]
     return {"addresses": addresses, "events": events}
+
+
+def history_event_json(e: HistoryEvent) -> dict[str, Any]:
+    """An event's keys, every one (`history --json` shows them all; the file leaves out None)."""
+    return {
+        "time": e.time,
+        "kind": e.kind,
+        "action": e.action,
+        "reason": e.reason,
+        "old": e.old,
+        "new": e.new,
+        "family": e.family,
+    }
 
 
 def _signal_json(s: RelaySignal) -> dict[str, Any]:
