@@ -832,29 +832,31 @@ def _parse_dnsbl(raw: Any, check: _Checker) -> Dnsbl:
 
 def _dnsbl_json(d: Dnsbl) -> dict[str, Any]:
     return {
-        "checks": {
-            str(f): {
-                "address": c.address,
-                "time": c.time,
-                "verdict": c.verdict,
-                "zones": list(c.zones),
-                "findings": [
-                    {
-                        "zone": x.zone,
-                        "name": x.name,
-                        "verdict": x.verdict,
-                        "codes": list(x.codes),
-                        "text": x.text,
-                        "lookup": x.lookup,
-                        "fix": x.fix,
-                    }
-                    for x in c.findings
-                ],
-                "action": c.action,
-            }
-            for f, c in sorted(d.checks.items())
-        },
+        "checks": {str(f): dnsbl_check_json(c) for f, c in sorted(d.checks.items())},
         "acted_on": d.acted_on[-MAX_ACTED_ON:],
+    }
+
+
+def dnsbl_check_json(c: DnsblCheck) -> dict[str, Any]:
+    """One check's keys, as state.json keeps them (`status --json` and `dnsbl --json` too)."""
+    return {
+        "address": c.address,
+        "time": c.time,
+        "verdict": c.verdict,
+        "zones": list(c.zones),
+        "findings": [
+            {
+                "zone": x.zone,
+                "name": x.name,
+                "verdict": x.verdict,
+                "codes": list(x.codes),
+                "text": x.text,
+                "lookup": x.lookup,
+                "fix": x.fix,
+            }
+            for x in c.findings
+        ],
+        "action": c.action,
     }
 
 
