@@ -12,10 +12,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.fakes import Dyndns2Server, EchoServer, MyDNSServer
+
+if TYPE_CHECKING:
+    from ddnsagent.outcome import SyncReport
 
 FIRST = "203.0.113.7"  # what the echo fixture answers at first
 MYDNS_ID, MYDNS_PASSWORD = "mydns1", "mydns-Pw-5d1c9e"
@@ -92,6 +96,20 @@ def child_env(**extra: str) -> dict[str, str]:
     env.update({MYDNS_ENV: MYDNS_PASSWORD, DYN_ENV: DYN_PASSWORD, "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
+
+
+def sync(config: Path, **options: object) -> SyncReport:
+    """One sync in this process, as `notify-now --local` runs it."""
+    import asyncio
+
+    from ddnsagent import config as config_mod
+    from ddnsagent.sync import Agent, SyncOptions
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in child_env().items():
+            mp.setenv(name, value)
+        agent = Agent(config_mod.load(config))
+        return asyncio.run(agent.sync(SyncOptions(**options)))  # type: ignore[arg-type]
 
 
 def ddnsagent(

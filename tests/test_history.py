@@ -21,7 +21,6 @@ import pytest
 from ddnsagent import config as config_mod
 from ddnsagent import history, safefile
 from ddnsagent import store as store_mod
-from ddnsagent.outcome import SyncReport
 from ddnsagent.relay.reconnect import reconnect
 from ddnsagent.relay.watch import RelayWatch
 from ddnsagent.store import (
@@ -43,6 +42,7 @@ from tests.conftest import (
     config_text,
     ddnsagent,
     dyndns2_provider,
+    sync,
     write_config,
 )
 from tests.fakes import Dyndns2Server, EchoServer
@@ -67,15 +67,6 @@ ADDRESS_KEYS = {
     "sent",
 }
 EVENT_KEYS = {"time", "kind", "action", "reason", "old", "new", "family"}
-
-
-def sync(config: Path, **options: object) -> SyncReport:
-    """One sync in this process, as `notify-now --local` runs it."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in child_env().items():
-            mp.setenv(name, value)
-        agent = Agent(config_mod.load(config))
-        return asyncio.run(agent.sync(SyncOptions(**options)))  # type: ignore[arg-type]
 
 
 def shown(config: Path, *args: str, env: dict[str, str] | None = None) -> Any:
