@@ -7,12 +7,13 @@ with `accept = "any"` (the fakes answer documentation addresses) and fast retrie
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -110,6 +111,16 @@ def sync(config: Path, **options: object) -> SyncReport:
             mp.setenv(name, value)
         agent = Agent(config_mod.load(config))
         return asyncio.run(agent.sync(SyncOptions(**options)))  # type: ignore[arg-type]
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM; SIGKILL when it has not ended within `timeout` seconds (then reaped, 5 s)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def ddnsagent(

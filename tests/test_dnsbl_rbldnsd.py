@@ -40,7 +40,7 @@ from ddnsagent.dnsbl.lists import KNOWN, DnsblConfig
 from ddnsagent.dnsbl.watch import DnsblWatch
 from ddnsagent.store import Store
 from ddnsagent.sync import Agent, SyncOptions
-from tests.conftest import child_env, ddnsagent, wait_until, write_config
+from tests.conftest import child_env, ddnsagent, stop, wait_until, write_config
 
 RBLDNSD = shutil.which("rbldnsd", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
 pytestmark = pytest.mark.skipif(
@@ -111,12 +111,7 @@ def rbldnsd() -> Iterator[tuple[str, int]]:
             time.sleep(0.1)
         yield server
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc, 5)
         if proc.stdout:
             proc.stdout.close()
         shutil.rmtree(data, ignore_errors=True)

@@ -12,7 +12,6 @@ import contextlib
 import importlib.util
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import stop
 from tests.e2e import netlab, postfix_home
 from tests.e2e.netlab import HOME_ADDRESS, Lab
 from tests.e2e.postfix_home import HomePostfix
@@ -99,10 +99,6 @@ def running_daemon(lab: Lab, relay: RelayISP, workdir: Path, config: Path) -> It
         time.sleep(2.5)  # the log follower has started (at the end of the log)
         yield
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 15)
         log.close()
         print(f"--- daemon log ---\n{(workdir / 'daemon.log').read_text()}")
