@@ -1062,7 +1062,7 @@ def _dnsbl(args: argparse.Namespace, cfg: Any) -> int:
     # lazy: the check's DNS code, for this command alone
     from ddnsagent.dnsbl import check as dnsbl_check
     from ddnsagent.dnsbl.lists import VERDICTS, DnsblConfig  # lazy: see above
-    from ddnsagent.store import Store  # lazy: see above
+    from ddnsagent.store import Store, dnsbl_check_json  # lazy: see above
 
     settings = cfg.dnsbl or DnsblConfig()
     store = Store.of(cfg.agent)
@@ -1090,7 +1090,7 @@ def _dnsbl(args: argparse.Namespace, cfg: Any) -> int:
     worst = min((r.verdict for r in reports), key=VERDICTS.index)
     code = {"listed": EXIT_FOR["stopped"], "refused": EXIT_RETRY, "error": EXIT_RETRY}
     if args.json:
-        out = {r.address: dnsbl_check.check_json(dnsbl_check.record(r)) for r in reports}
+        out = {r.address: dnsbl_check_json(dnsbl_check.record(r)) for r in reports}
         json.dump(out, sys.stdout, indent=2)
         print()
         return code.get(worst, EXIT_OK)

@@ -36,6 +36,7 @@ import dns.tsig
 
 from ddnsagent.address import IPAddress, split_host_port
 from ddnsagent.errors import ConfigError, SecretUnavailable, UpdateFailure, ZoneApplyError
+from ddnsagent.resolvconf import RESOLV_CONF, nameservers
 from ddnsagent.secrets import Secret, check_private_file, register
 from ddnsagent.table import Table
 
@@ -507,10 +508,6 @@ def read_zone_name(t: Table, default: str) -> str:
 # Blocklist (DNSBL) questions
 
 
-RESOLV_CONF = Path("/etc/resolv.conf")
-_MAX_NAMESERVERS = 3  # glibc's MAXNS: later nameserver lines are ignored
-
-
 def system_nameservers(path: Path = RESOLV_CONF) -> list[tuple[str, int]]:
     """The resolvers the C library asks, from resolv.conf, in order (port 53); 127.0.0.1
     when the file names none or cannot be read (glibc's own fallback)."""
@@ -518,17 +515,7 @@ def system_nameservers(path: Path = RESOLV_CONF) -> list[tuple[str, int]]:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         text = ""
-    found: list[tuple[str, int]] = []
-    for line in text.splitlines():
-        words = line.split()
-        if len(words) >= 2 and words[0] == "nameserver":
-            host = words[1].split("%", 1)[0]
-            try:
-                ipaddress.ip_address(host)
-            except ValueError:
-                continue  # glibc takes IP literals only
-            found.append((host, 53))
-    return found[:_MAX_NAMESERVERS] or [("127.0.0.1", 53)]
+    return [(host, 53) for host in nameservers(text)] or [("127.0.0.1", 53)]
 
 
 def a_records(server: tuple[str, int], name: str, timeout: float) -> tuple[str, list[str]]:

@@ -7,6 +7,7 @@ so a caller catches what it means and the command line catches the root for the 
       DetectError            a detection source gave no usable address
       StateLockTimeout       another process held the state lock too long
       UnsafeFile             a path another user could redirect (link, FIFO, foreign owner, size)
+        FileTooLarge           … larger than its cap
       HTTPFailure            a request produced no usable answer (network, TLS, size)
       ProviderError          a provider's answer, judged
         TransientError         try again later (min_wait: what the service asked for)
@@ -66,6 +67,15 @@ class UnsafeFile(DdnsagentError):
     """A file or directory we will not use as it is: a symbolic link, a FIFO or device, a file
     with other hard links, a foreign owner, or larger than its cap. Names the path, never the
     content."""
+
+
+class FileTooLarge(UnsafeFile):
+    """A file larger than its cap (`limit` bytes): a caller that keeps its own file may move
+    it aside instead of refusing it."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class HTTPFailure(DdnsagentError):

@@ -40,6 +40,7 @@ from ddnsagent.store import (
     AgentState,
     History,
     HistoryEvent,
+    history_event_json,
 )
 
 SCHEMA = 1  # `history --json`: bumped only for changes that break readers (see README)
@@ -240,7 +241,7 @@ def main(
                 "schema": SCHEMA,
                 "limit": HISTORY_LIMIT,
                 "addresses": [_held_json(h) for h in shown],
-                "events": [_event_json(e) for e in events],
+                "events": [history_event_json(e) for e in events],
             },
             out,
             indent=2,
@@ -355,18 +356,6 @@ def _held_json(h: Held) -> dict[str, Any]:
         "source": e.source,
         "detail": e.detail,
         "sent": [{"target": t, "time": w} for t, w in sorted(e.sent.items(), key=lambda kv: kv[1])],
-    }
-
-
-def _event_json(e: HistoryEvent) -> dict[str, Any]:
-    return {
-        "time": e.time,
-        "kind": e.kind,
-        "action": e.action,
-        "reason": e.reason,
-        "old": e.old,
-        "new": e.new,
-        "family": e.family,
     }
 
 

@@ -27,7 +27,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from ddnsagent.errors import UnsafeFile
+from ddnsagent.errors import FileTooLarge, UnsafeFile
 
 TEMP_SUFFIX = ".tmp"
 MAX_LINKS = 40  # as the kernel's limit on symbolic links in one lookup
@@ -265,20 +265,25 @@ class Directory:
         return fd
 
     def read(self, name: str, limit: int, *, owners: Iterable[int] | None = None) -> bytes:
-        """The whole file, refused when it is larger than `limit` bytes. FileNotFoundError when
-        it does not exist."""
+        """The whole file, refused (FileTooLarge, an UnsafeFile) when it is larger than `limit`
+        bytes, before reading when fstat() says so. FileNotFoundError when it does not exist."""
         fd = self.open(name, owners=owners)
         try:
+            if os.fstat(fd).st_size > limit:
+                raise self._too_large(name, limit)
             chunks: list[bytes] = []
             size = 0
             while chunk := os.read(fd, min(1 << 16, limit + 1 - size)):
                 chunks.append(chunk)
                 size += len(chunk)
-                if size > limit:
-                    raise UnsafeFile(f"{self.where(name)} is larger than {limit} bytes; refused")
+                if size > limit:  # it grew while we read
+                    raise self._too_large(name, limit)
             return b"".join(chunks)
         finally:
             os.close(fd)
+
+    def _too_large(self, name: str, limit: int) -> FileTooLarge:
+        return FileTooLarge(f"{self.where(name)} is larger than {limit} bytes; refused", limit)
 
     def exists(self, name: str) -> bool:
         self._check_name(name)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ddnsagent import safefile
-from ddnsagent.errors import DdnsagentError, StateLockTimeout, UnsafeFile
+from ddnsagent.errors import DdnsagentError, FileTooLarge, StateLockTimeout, UnsafeFile
 from ddnsagent.safefile import Directory
 
 log = logging.getLogger(__name__)
@@ -832,29 +832,31 @@ def _parse_dnsbl(raw: Any, check: _Checker) -> Dnsbl:
 
 def _dnsbl_json(d: Dnsbl) -> dict[str, Any]:
     return {
-        "checks": {
-            str(f): {
-                "address": c.address,
-                "time": c.time,
-                "verdict": c.verdict,
-                "zones": list(c.zones),
-                "findings": [
-                    {
-                        "zone": x.zone,
-                        "name": x.name,
-                        "verdict": x.verdict,
-                        "codes": list(x.codes),
-                        "text": x.text,
-                        "lookup": x.lookup,
-                        "fix": x.fix,
-                    }
-                    for x in c.findings
-                ],
-                "action": c.action,
-            }
-            for f, c in sorted(d.checks.items())
-        },
+        "checks": {str(f): dnsbl_check_json(c) for f, c in sorted(d.checks.items())},
         "acted_on": d.acted_on[-MAX_ACTED_ON:],
+    }
+
+
+def dnsbl_check_json(c: DnsblCheck) -> dict[str, Any]:
+    """One check's keys, as state.json keeps them (`status --json` and `dnsbl --json` too)."""
+    return {
+        "address": c.address,
+        "time": c.time,
+        "verdict": c.verdict,
+        "zones": list(c.zones),
+        "findings": [
+            {
+                "zone": x.zone,
+                "name": x.name,
+                "verdict": x.verdict,
+                "codes": list(x.codes),
+                "text": x.text,
+                "lookup": x.lookup,
+                "fix": x.fix,
+            }
+            for x in c.findings
+        ],
+        "action": c.action,
     }
 
 
@@ -1020,21 +1022,21 @@ def _history_json(h: History) -> dict[str, Any]:
         if a.sent:
             entry["sent"] = dict(a.sent)
         addresses.append(entry)
-    events = [
-        _without_none(
-            {
-                "time": e.time,
-                "kind": e.kind,
-                "action": e.action,
-                "reason": e.reason,
-                "old": e.old,
-                "new": e.new,
-                "family": e.family,
-            }
-        )
-        for e in h.events
-    ]
+    events = [_without_none(history_event_json(e)) for e in h.events]
     return {"addresses": addresses, "events": events}
+
+
+def history_event_json(e: HistoryEvent) -> dict[str, Any]:
+    """An event's keys, every one (`history --json` shows them all; the file leaves out None)."""
+    return {
+        "time": e.time,
+        "kind": e.kind,
+        "action": e.action,
+        "reason": e.reason,
+        "old": e.old,
+        "new": e.new,
+        "family": e.family,
+    }
 
 
 def _signal_json(s: RelaySignal) -> dict[str, Any]:
@@ -1373,7 +1375,12 @@ class Store:
         sync for it. A link, a FIFO or a foreign owner is refused as in state.json."""
         where = d.where(HISTORY_FILENAME)
         try:
-            raw = _read_capped(d, HISTORY_FILENAME, HISTORY_FILE_LIMIT)
+            try:
+                raw = d.read(HISTORY_FILENAME, HISTORY_FILE_LIMIT, owners=_trusted(d))
+            except FileTooLarge as exc:  # not refused: moved aside like any unreadable history
+                raise ValueError(
+                    f"more than {exc.limit} bytes, more than a history ever takes"
+                ) from None
             data = json.loads(raw)
             if not isinstance(data, dict):
                 raise ValueError(f"not a JSON object but {type(data).__name__}")
@@ -1437,26 +1444,6 @@ def _history_file(d: Directory) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def _read_capped(d: Directory, name: str, limit: int) -> bytes:
-    """The file `name`, opened as Directory.open does; ValueError when larger than `limit`
-    (not UnsafeFile: too large is a file to move aside, not one to refuse)."""
-    fd = d.open(name, owners=_trusted(d))
-    try:
-        size = os.fstat(fd).st_size
-        if size > limit:
-            raise ValueError(f"{size} bytes, more than {limit} that a history ever takes")
-        chunks: list[bytes] = []
-        got = 0
-        while chunk := os.read(fd, min(1 << 16, limit + 1 - got)):
-            chunks.append(chunk)
-            got += len(chunk)
-            if got > limit:
-                raise ValueError(f"more than {limit} bytes, more than a history ever takes")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 class StateLock:

@@ -7,15 +7,20 @@ with `accept = "any"` (the fakes answer documentation addresses) and fast retrie
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.fakes import Dyndns2Server, EchoServer, MyDNSServer
+
+if TYPE_CHECKING:
+    from ddnsagent.outcome import SyncReport
 
 FIRST = "203.0.113.7"  # what the echo fixture answers at first
 MYDNS_ID, MYDNS_PASSWORD = "mydns1", "mydns-Pw-5d1c9e"
@@ -92,6 +97,30 @@ def child_env(**extra: str) -> dict[str, str]:
     env.update({MYDNS_ENV: MYDNS_PASSWORD, DYN_ENV: DYN_PASSWORD, "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
+
+
+def sync(config: Path, **options: object) -> SyncReport:
+    """One sync in this process, as `notify-now --local` runs it."""
+    import asyncio
+
+    from ddnsagent import config as config_mod
+    from ddnsagent.sync import Agent, SyncOptions
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in child_env().items():
+            mp.setenv(name, value)
+        agent = Agent(config_mod.load(config))
+        return asyncio.run(agent.sync(SyncOptions(**options)))  # type: ignore[arg-type]
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM; SIGKILL when it has not ended within `timeout` seconds (then reaped, 5 s)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def ddnsagent(

@@ -40,7 +40,7 @@ from ddnsagent.dnsbl.lists import KNOWN, DnsblConfig
 from ddnsagent.dnsbl.watch import DnsblWatch
 from ddnsagent.store import Store
 from ddnsagent.sync import Agent, SyncOptions
-from tests.conftest import child_env, ddnsagent, wait_until, write_config
+from tests.conftest import child_env, ddnsagent, stop, wait_until, write_config
 
 RBLDNSD = shutil.which("rbldnsd", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
 pytestmark = pytest.mark.skipif(
@@ -111,12 +111,7 @@ def rbldnsd() -> Iterator[tuple[str, int]]:
             time.sleep(0.1)
         yield server
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc, 5)
         if proc.stdout:
             proc.stdout.close()
         shutil.rmtree(data, ignore_errors=True)
@@ -229,8 +224,9 @@ def runs(tmp_path: Path) -> int:
     return len(f.read_text().splitlines()) if f.exists() else 0
 
 
-def scenario(path: Path, heard: Heard) -> Store:
-    """One sync as the daemon runs it, the check its change starts, and any it leads to."""
+def scenario(path: Path, heard: Heard, caplog: pytest.LogCaptureFixture) -> Store:
+    """One sync as the daemon runs it, the check its change starts, and any it leads to; the
+    log from INFO up in `caplog`."""
     cfg = config.load(path)
 
     async def go() -> None:
@@ -251,7 +247,8 @@ def scenario(path: Path, heard: Heard) -> Store:
                 break
             await asyncio.wait_for(asyncio.gather(*pending), 60)
 
-    asyncio.run(go())
+    with caplog.at_level(logging.INFO):
+        asyncio.run(go())
     return Store.of(cfg.agent)
 
 
@@ -264,8 +261,7 @@ def test_listed_with_reconnect_gets_a_new_address_and_checks_it(
 ) -> None:
     heard = Heard()
     path = world(tmp_path, rbldnsd, LISTED, CLEAN, "reconnect = true\n")
-    with caplog.at_level(logging.INFO):
-        store = scenario(path, heard)
+    store = scenario(path, heard, caplog)
     assert runs(tmp_path) == 1
     state = store.load()
     assert state.detected[4].address == CLEAN
@@ -284,8 +280,7 @@ def test_listed_without_reconnect_warns_and_does_nothing_else(
 ) -> None:
     heard = Heard()
     path = world(tmp_path, rbldnsd, LISTED, CLEAN, "")
-    with caplog.at_level(logging.INFO):
-        store = scenario(path, heard)
+    store = scenario(path, heard, caplog)
     assert runs(tmp_path) == 0
     kept = store.load().dnsbl.checks[4]
     assert kept.verdict == "listed" and kept.address == LISTED
@@ -306,8 +301,7 @@ def test_a_listed_new_address_is_not_reconnected_away_from_again(
     daily check of that address does not reconnect either."""
     heard = Heard()
     path = world(tmp_path, rbldnsd, LISTED, SECOND_LISTED, "reconnect = true\n")
-    with caplog.at_level(logging.INFO):
-        store = scenario(path, heard)
+    store = scenario(path, heard, caplog)
     assert runs(tmp_path) == 1
     kept = store.load().dnsbl.checks[4]
     assert kept.address == SECOND_LISTED and kept.verdict == "listed"
@@ -328,8 +322,7 @@ def test_policy_only_and_unlisted_lead_to_nothing(
 ) -> None:
     heard = Heard()
     path = world(tmp_path, rbldnsd, POLICY, CLEAN, "reconnect = true\n")
-    with caplog.at_level(logging.INFO):
-        store = scenario(path, heard)
+    store = scenario(path, heard, caplog)
     assert runs(tmp_path) == 0 and heard.found == [] and heard.reconnects == []
     assert store.load().dnsbl.checks[4].verdict == "policy"
     assert not [w for w in warnings(caplog) if "DNSBL" in w or "LISTED" in w]
@@ -338,8 +331,7 @@ def test_policy_only_and_unlisted_lead_to_nothing(
     other.mkdir()
     caplog.clear()
     path = world(other, rbldnsd, CLEAN, LISTED, "reconnect = true\n")
-    with caplog.at_level(logging.INFO):
-        store = scenario(path, heard)
+    store = scenario(path, heard, caplog)
     assert runs(other) == 0 and heard.found == []
     assert store.load().dnsbl.checks[4].verdict == "clean"
     assert warnings(caplog) == []
@@ -350,8 +342,7 @@ def test_a_dns_timeout_is_one_warning_and_no_action(
 ) -> None:
     heard = Heard()
     path = world(tmp_path, silent, LISTED, CLEAN, "reconnect = true\n")
-    with caplog.at_level(logging.INFO):
-        store = scenario(path, heard)
+    store = scenario(path, heard, caplog)
     assert runs(tmp_path) == 0 and heard.reconnects == [] and heard.found == []
     assert store.load().dnsbl.checks[4].verdict == "error"
     dnsbl_warnings = [w for w in warnings(caplog) if "DNSBL" in w]
@@ -413,8 +404,7 @@ def test_a_reconnect_the_cooldown_refuses_is_said_and_not_counted(
     path = world(tmp_path, rbldnsd, LISTED, CLEAN, "reconnect = true\n")
     with Store.of(config.load(path).agent).edit() as state:
         state.relay.attempts = [time.time() - 60]  # a reconnect a minute ago: cooldown 30m
-    with caplog.at_level(logging.INFO):
-        store = scenario(path, heard)
+    store = scenario(path, heard, caplog)
     assert runs(tmp_path) == 0
     state = store.load()
     kept = state.dnsbl.checks[4]

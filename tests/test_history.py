@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 
 from ddnsagent import config as config_mod
-from ddnsagent import history
+from ddnsagent import history, safefile
 from ddnsagent import store as store_mod
-from ddnsagent.outcome import SyncReport
 from ddnsagent.relay.reconnect import reconnect
 from ddnsagent.relay.watch import RelayWatch
 from ddnsagent.store import (
@@ -43,6 +42,7 @@ from tests.conftest import (
     config_text,
     ddnsagent,
     dyndns2_provider,
+    sync,
     write_config,
 )
 from tests.fakes import Dyndns2Server, EchoServer
@@ -67,15 +67,6 @@ ADDRESS_KEYS = {
     "sent",
 }
 EVENT_KEYS = {"time", "kind", "action", "reason", "old", "new", "family"}
-
-
-def sync(config: Path, **options: object) -> SyncReport:
-    """One sync in this process, as `notify-now --local` runs it."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in child_env().items():
-            mp.setenv(name, value)
-        agent = Agent(config_mod.load(config))
-        return asyncio.run(agent.sync(SyncOptions(**options)))  # type: ignore[arg-type]
 
 
 def shown(config: Path, *args: str, env: dict[str, str] | None = None) -> Any:
@@ -550,15 +541,16 @@ def test_history_takes_no_lock_and_reads_a_missing_state(tmp_path: Path, echo: E
 
 
 def _reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The files the store reads through its capped reader (the history's) from now on."""
+    """The history file's reads (the store reads it through Directory.read) from now on."""
     reads: list[str] = []
-    real = store_mod._read_capped
+    real = safefile.Directory.read
 
-    def counted(d: Any, name: str, limit: int) -> bytes:
-        reads.append(name)
-        return real(d, name, limit)
+    def counted(d: Any, name: str, limit: int, *, owners: Any = None) -> bytes:
+        if name == HISTORY_FILENAME:
+            reads.append(name)
+        return real(d, name, limit, owners=owners)
 
-    monkeypatch.setattr(store_mod, "_read_capped", counted)
+    monkeypatch.setattr(safefile.Directory, "read", counted)
     return reads
 
 

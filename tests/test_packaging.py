@@ -9,6 +9,7 @@ and remove both whatever happens.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -292,12 +294,17 @@ def test_sudoers_file_is_valid_and_allows_one_fixed_command() -> None:
 
 
 def test_polkit_rule_names_exactly_the_user_the_unit_and_start() -> None:
-    text = POLKIT.read_text()
+    check_polkit_rule(POLKIT, "ddnsagent-reconnect.service")
+
+
+def check_polkit_rule(path: Path, unit: str) -> None:
+    """The rule says yes to exactly user ddnsagent starting `unit`, and to nothing else."""
+    text = path.read_text()
     conditions = re.findall(r'([\w.]+(?:\("\w+"\))?) === "([^"]+)"', text)
     assert sorted(conditions) == sorted(
         [
             ("action.id", "org.freedesktop.systemd1.manage-units"),
-            ('action.lookup("unit")', "ddnsagent-reconnect.service"),
+            ('action.lookup("unit")', unit),
             ('action.lookup("verb")', "start"),
             ("subject.user", "ddnsagent"),
         ]
@@ -319,11 +326,47 @@ BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Config
 """
 
 
-def test_polkit_lets_the_user_start_the_reconnect_unit_and_nothing_else() -> None:
-    """The real polkitd judges the shipped rule (user name substituted), on a private bus.
+@dataclass
+class Polkit:
+    """The real polkitd on a private system bus, judging the processes started here."""
 
-    pkcheck asks what systemd asks when `systemctl start` comes from an unprivileged user:
-    action org.freedesktop.systemd1.manage-units with the details unit and verb."""
+    pkcheck: str
+    env: dict[str, str]
+    started: list[subprocess.Popen[bytes]]
+    subject: int = 0  # the pid of a process of the throwaway user the rule names
+
+    def spawn(self, argv: list[str]) -> int:
+        """Start `argv` (killed when the harness ends); its pid."""
+        proc = subprocess.Popen(argv)
+        self.started.append(proc)
+        return proc.pid
+
+    def allowed(self, pid: int, unit: str, verb: str) -> bool:
+        """pkcheck asks what systemd asks when `systemctl start` comes from an unprivileged
+        user: action org.freedesktop.systemd1.manage-units with the details unit and verb."""
+        argv = [
+            self.pkcheck,
+            "--action-id",
+            "org.freedesktop.systemd1.manage-units",
+            "--process",
+            str(pid),
+            "--detail",
+            "unit",
+            unit,
+            "--detail",
+            "verb",
+            verb,
+        ]
+        r = run(argv, env=self.env)
+        assert r.returncode in (0, 1, 2), r.stderr  # 1 no, 2 needs authentication
+        return r.returncode == 0
+
+
+@contextlib.contextmanager
+def polkit_judging(rules: Path) -> Iterator[Polkit]:
+    """The shipped rule file `rules` installed with a throwaway system user in place of
+    ddnsagent, and the real polkitd on a private bus; `subject` is a process of that user.
+    User, rule, bus and processes removed after."""
     needs_root()
     polkitd = "/usr/lib/polkit-1/polkitd"
     if not os.access(polkitd, os.X_OK):
@@ -331,6 +374,7 @@ def test_polkit_lets_the_user_start_the_reconnect_unit_and_nothing_else() -> Non
     pkcheck = tool("pkcheck", "polkitd")
     dbus_daemon, dbus_send = tool("dbus-daemon", "dbus-daemon"), tool("dbus-send", "dbus-bin")
     useradd, userdel = tool("useradd", "passwd"), tool("userdel", "passwd")
+    setpriv = tool("setpriv", "util-linux")
     # polkitd drops to its own user: the bus socket must be outside pytest's 0700 tmp_path.
     busdir = Path(tempfile.mkdtemp(prefix="ddnsagent-bus-"))
     busdir.chmod(0o755)
@@ -339,21 +383,19 @@ def test_polkit_lets_the_user_start_the_reconnect_unit_and_nothing_else() -> Non
     env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={bus}"}
     name = f"ddnsagent-test-{uuid.uuid4().hex[:6]}"
     rule = Path("/etc/polkit-1/rules.d") / f"49-{name}.rules"
-    started: list[subprocess.Popen[bytes]] = []
+    polkit = Polkit(pkcheck, env, [])
     created = False
     try:
         assert run([useradd, "--system", "--no-create-home", name]).returncode == 0
         created = True
-        text = POLKIT.read_text().replace(
+        text = rules.read_text().replace(
             'subject.user === "ddnsagent"', f'subject.user === "{name}"'
         )
         assert name in text
         rule.write_text(text)
-        started.append(
-            subprocess.Popen([dbus_daemon, f"--config-file={busdir / 'bus.conf'}", "--nofork"])
-        )
+        polkit.spawn([dbus_daemon, f"--config-file={busdir / 'bus.conf'}", "--nofork"])
         wait_for(bus.exists)
-        started.append(
+        polkit.started.append(
             subprocess.Popen(
                 [polkitd, "--no-debug"],
                 env=env,
@@ -371,55 +413,34 @@ def test_polkit_lets_the_user_start_the_reconnect_unit_and_nothing_else() -> Non
             "string:org.freedesktop.PolicyKit1",
         ]
         wait_for(lambda: "boolean true" in run(owner, env=env).stdout)
-        subject = subprocess.Popen(
-            [
-                tool("setpriv", "util-linux"),
-                f"--reuid={name}",
-                f"--regid={name}",
-                "--init-groups",
-                "sleep",
-                "60",
-            ]
+        polkit.subject = polkit.spawn(
+            [setpriv, f"--reuid={name}", f"--regid={name}", "--init-groups", "sleep", "60"]
         )
-        started.append(subject)
-        outsider = subprocess.Popen(
-            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "sleep", "60"]
-        )
-        started.append(outsider)
-
-        def allowed(pid: int, unit: str, verb: str) -> bool:
-            argv = [
-                pkcheck,
-                "--action-id",
-                "org.freedesktop.systemd1.manage-units",
-                "--process",
-                str(pid),
-                "--detail",
-                "unit",
-                unit,
-                "--detail",
-                "verb",
-                verb,
-            ]
-            r = run(argv, env=env)
-            assert r.returncode in (0, 1, 2), r.stderr  # 1 no, 2 needs authentication
-            return r.returncode == 0
-
-        wait_for(lambda: Path(f"/proc/{subject.pid}").stat().st_uid != 0)
-        assert allowed(subject.pid, "ddnsagent-reconnect.service", "start")
-        assert not allowed(subject.pid, "ddnsagent-reconnect.service", "stop")
-        assert not allowed(subject.pid, "ddnsagent-reconnect.service", "restart")
-        assert not allowed(subject.pid, "ddnsagent.service", "start")
-        assert not allowed(subject.pid, "ssh.service", "start")
-        assert not allowed(outsider.pid, "ddnsagent-reconnect.service", "start")
+        wait_for(lambda: Path(f"/proc/{polkit.subject}").stat().st_uid != 0)
+        yield polkit
     finally:
-        for proc in reversed(started):
+        for proc in reversed(polkit.started):
             proc.kill()
             proc.wait()
         rule.unlink(missing_ok=True)
         if created:
             run([userdel, name])
         shutil.rmtree(busdir, ignore_errors=True)
+
+
+def test_polkit_lets_the_user_start_the_reconnect_unit_and_nothing_else() -> None:
+    """The real polkitd judges the shipped rule (user name substituted), on a private bus."""
+    with polkit_judging(POLKIT) as polkit:
+        outsider = polkit.spawn(
+            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "sleep", "60"]
+        )
+        subject = polkit.subject
+        assert polkit.allowed(subject, "ddnsagent-reconnect.service", "start")
+        assert not polkit.allowed(subject, "ddnsagent-reconnect.service", "stop")
+        assert not polkit.allowed(subject, "ddnsagent-reconnect.service", "restart")
+        assert not polkit.allowed(subject, "ddnsagent.service", "start")
+        assert not polkit.allowed(subject, "ssh.service", "start")
+        assert not polkit.allowed(outsider, "ddnsagent-reconnect.service", "start")
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:

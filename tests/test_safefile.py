@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ddnsagent.errors import UnsafeFile
+from ddnsagent.errors import FileTooLarge, UnsafeFile
 from ddnsagent.safefile import Directory
 
 THROWAWAY_UID = 54321  # no such user: a numeric owner is all the checks look at
@@ -66,6 +66,8 @@ def test_a_file_over_the_cap_is_refused_not_cut(tmp_path: Path) -> None:
         with pytest.raises(UnsafeFile, match="larger than 4999 bytes") as refused:
             directory.read("big", 4999)
     assert "xxx" not in str(refused.value)
+    # its own kind, so that the state's owner can move its history aside instead of refusing
+    assert isinstance(refused.value, FileTooLarge) and refused.value.limit == 4999
 
 
 def test_a_directory_given_as_a_symlink_is_refused(tmp_path: Path) -> None:

@@ -31,19 +31,11 @@ from tests.conftest import (
     ddnsagent,
     dyndns2_provider,
     mydns_provider,
+    sync,
     wait_until,
     write_config,
 )
 from tests.fakes import Dyndns2Server, EchoServer, MyDNSServer
-
-
-def sync(config: Path, **options: object) -> SyncReport:
-    """One sync in this process, as `notify-now` runs it."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in child_env().items():
-            mp.setenv(name, value)
-        agent = Agent(config_mod.load(config))
-        return asyncio.run(agent.sync(SyncOptions(**options)))  # type: ignore[arg-type]
 
 
 def actions(report: SyncReport) -> dict[str, str]:

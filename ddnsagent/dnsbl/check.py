@@ -29,7 +29,7 @@ from ddnsagent.dnsbl.lists import (
     overall,
     query_name,
 )
-from ddnsagent.store import Dnsbl, DnsblCheck, DnsblFinding
+from ddnsagent.store import Dnsbl, DnsblCheck, DnsblFinding, dnsbl_check_json
 
 # A resolver that answers these did not ask the list; the next one in resolv.conf may.
 _TRY_NEXT = ("SERVFAIL", "REFUSED")
@@ -106,49 +106,41 @@ def lines(report: Report) -> list[tuple[str, str]]:
 
 def _lines(address: str, findings: list[Any]) -> list[tuple[str, str]]:
     family = f"IPv{ipaddress.ip_address(address).version} {address}"
+    found: dict[str, list[Any]] = {}
+    for f in findings:
+        found.setdefault(f.verdict, []).append(f)
     out: list[tuple[str, str]] = []
-    listed = [f for f in findings if f.verdict == "listed"]
-    if listed:
+    if listed := found.get("listed"):
+        named = "; ".join(
+            f"{f.name} ({f.zone}): {f.text}" + (f" — see {f.lookup}" if f.lookup else "")
+            for f in listed
+        )
         out.append(
             (
                 "warning",
-                f"{family} is LISTED on "
-                + "; ".join(
-                    f"{f.name} ({f.zone}): {f.text}" + (f" — see {f.lookup}" if f.lookup else "")
-                    for f in listed
-                )
-                + ". Receivers that consult these lists refuse or mark mail that names this "
-                "address (Received headers)",
+                f"{family} is LISTED on {named}. Receivers that consult these lists refuse or "
+                "mark mail that names this address (Received headers)",
             )
         )
-    refused = [f for f in findings if f.verdict == "refused"]
-    if refused:
+    if refused := found.get("refused"):
+        named = "; ".join(f"{f.name} ({f.zone}) {f.text}" for f in refused)
         out.append(
             (
                 "warning",
-                f"DNSBL check of {family}: "
-                + "; ".join(f"{f.name} ({f.zone}) {f.text}" for f in refused)
-                + f" — this is not a listing; to fix: {refused[0].fix}",
+                f"DNSBL check of {family}: {named} — this is not a listing; to fix: "
+                f"{refused[0].fix}",
             )
         )
-    errors = [f for f in findings if f.verdict == "error"]
-    if errors:
-        out.append(
-            (
-                "warning",
-                f"DNSBL check of {family} incomplete: "
-                + "; ".join(f"{f.zone}: {f.text}" for f in errors)
-                + f" — {errors[0].fix}",
-            )
-        )
-    policy = [f for f in findings if f.verdict == "policy"]
-    if policy:
+    if errors := found.get("error"):
+        named = "; ".join(f"{f.zone}: {f.text}" for f in errors)
+        out.append(("warning", f"DNSBL check of {family} incomplete: {named} — {errors[0].fix}"))
+    if policy := found.get("policy"):
+        named = "; ".join(f"{f.name} ({f.zone}): {f.text}" for f in policy)
         out.append(
             (
                 "info",
-                f"{family} is on a policy list, as expected for a dynamic address: "
-                + "; ".join(f"{f.name} ({f.zone}): {f.text}" for f in policy)
-                + " — mail sent through the relay is not affected; nothing to do",
+                f"{family} is on a policy list, as expected for a dynamic address: {named} — "
+                "mail sent through the relay is not affected; nothing to do",
             )
         )
     return out
@@ -185,29 +177,7 @@ def status_json(state: Dnsbl, cfg: DnsblConfig | None) -> dict[str, Any]:
     return {
         "enabled": bool(cfg is not None and cfg.enabled),
         "reconnect": bool(cfg is not None and cfg.reconnect),
-        "checks": {f"ipv{f}": check_json(c) for f, c in sorted(state.checks.items())},
-    }
-
-
-def check_json(c: DnsblCheck) -> dict[str, Any]:
-    return {
-        "address": c.address,
-        "time": c.time,
-        "verdict": c.verdict,
-        "zones": list(c.zones),
-        "findings": [
-            {
-                "zone": f.zone,
-                "name": f.name,
-                "verdict": f.verdict,
-                "codes": list(f.codes),
-                "text": f.text,
-                "lookup": f.lookup,
-                "fix": f.fix,
-            }
-            for f in c.findings
-        ],
-        "action": c.action,
+        "checks": {f"ipv{f}": dnsbl_check_json(c) for f, c in sorted(state.checks.items())},
     }
 
 

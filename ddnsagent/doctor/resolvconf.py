@@ -8,11 +8,8 @@ from pathlib import Path
 
 from ddnsagent.address import ipaddress_or_none
 from ddnsagent.doctor.finding import Finding
-
-# systemd-resolved's stub (127.0.0.53) and its proxy (127.0.0.54) forward to the upstream
-# servers resolved was given; they know a local zone only if resolved is told to route it.
-RESOLVED_STUBS = ("127.0.0.53", "127.0.0.54")
-MAX_NAMESERVERS = 3  # glibc's MAXNS: later lines are ignored
+from ddnsagent.resolvconf import RESOLVED_STUBS
+from ddnsagent.resolvconf import nameservers as resolv_nameservers
 
 _FIX = (
     "write `nameserver 127.0.0.1` as the only nameserver line of {path}, and keep DHCP/PPP "
@@ -22,13 +19,9 @@ _FIX = (
 
 
 def nameservers(text: str) -> list[str]:
-    """The `nameserver` addresses glibc uses, in order (zone ids stripped)."""
-    found = []
-    for line in text.splitlines():
-        words = line.split()
-        if len(words) >= 2 and words[0] == "nameserver":
-            found.append(words[1].split("%", 1)[0])
-    return found[:MAX_NAMESERVERS]
+    """The first three `nameserver` entries, names kept: the check shows a name (which glibc
+    ignores) as a resolver not on this machine."""
+    return resolv_nameservers(text, literals_only=False)
 
 
 def _on_this_machine(server: str) -> bool:

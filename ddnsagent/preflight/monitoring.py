@@ -17,15 +17,11 @@ from ddnsagent.dnsbl.lists import RESOLVER_FIX
 from ddnsagent.durations import format_duration
 from ddnsagent.outputs.heartbeat_settings import describe, resolve
 from ddnsagent.preflight.checks import Context, Finding, secret_findings, who, why_unreadable
+from ddnsagent.resolvconf import RESOLV_CONF, RESOLVED_STUBS, nameservers
 
 HEARTBEAT = "[heartbeat]"
 DNSBL = "[dnsbl]"
-RESOLV_CONF = Path("/etc/resolv.conf")
 _RESOLV_PEEK = 65536  # bytes of resolv.conf read; glibc reads only the first three nameservers
-_MAX_NAMESERVERS = 3  # glibc's MAXNS (resolv.h): later nameserver lines are ignored
-# systemd-resolved's stub listeners (resolved.conf(5), DNSStubListener=; 127.0.0.54 the proxy):
-# they forward every question to the upstream servers resolved was given.
-_RESOLVED_STUBS = ("127.0.0.53", "127.0.0.54")
 
 # Large public resolvers, whose questions Spamhaus's free servers refuse (127.255.255.254,
 # https://www.spamhaus.org/news/article/788/; README "DNSBL check"). The addresses from each
@@ -236,7 +232,7 @@ def _system_resolvers(ctx: Context) -> list[Finding]:
     for server in servers:
         where = f"{RESOLV_CONF}'s nameserver {server}"
         out += _public(server, where)
-        if server in _RESOLVED_STUBS:
+        if server in RESOLVED_STUBS:
             out.append(
                 Finding(
                     "note",
@@ -248,22 +244,6 @@ def _system_resolvers(ctx: Context) -> list[Finding]:
                 )
             )
     return out
-
-
-def nameservers(text: str) -> list[str]:
-    """The nameserver addresses the C library uses: IP literals only (zone ids stripped), the
-    first three."""
-    found = []
-    for line in text.splitlines():
-        words = line.split()
-        if len(words) >= 2 and words[0] == "nameserver":
-            host = words[1].split("%", 1)[0]
-            try:
-                ipaddress.ip_address(host)
-            except ValueError:
-                continue
-            found.append(host)
-    return found[:_MAX_NAMESERVERS]
 
 
 def _public(address: str, where: str) -> list[Finding]:

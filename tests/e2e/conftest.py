@@ -8,20 +8,26 @@ nftables, Postfix or aiosmtpd missing (`.ci/run` installs them all).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import stop
 from tests.e2e import netlab, postfix_home
-from tests.e2e.netlab import Lab
+from tests.e2e.netlab import HOME_ADDRESS, Lab
 from tests.e2e.postfix_home import HomePostfix
 from tests.e2e.relay_isp import RelayISP
 
+ROOT = Path(__file__).resolve().parents[2]
 MASTER_ID, PASSWORD = "mydns-home", "relay-Pw-71c0d2"
 RELAY_LIMIT = 3
 
@@ -70,3 +76,29 @@ def home_postfix(lab: Lab, e2e_workdir: Path) -> Iterator[HomePostfix]:
     workdir.mkdir(mode=0o755)
     with HomePostfix(lab.home, workdir) as postfix:
         yield postfix
+
+
+@contextlib.contextmanager
+def running_daemon(lab: Lab, relay: RelayISP, workdir: Path, config: Path) -> Iterator[None]:
+    """`ddnsagent run` in home with `config`, its output in workdir/daemon.log: entered once it
+    has told MyDNS of HOME_ADDRESS and its log follower has started; SIGTERM on leaving (a
+    kill after 15 s), and its log printed."""
+    log = (workdir / "daemon.log").open("w")
+    proc = lab.home.popen(
+        [sys.executable, "-m", "ddnsagent", "run", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while relay.notified() != [HOME_ADDRESS]:
+            assert proc.poll() is None, (workdir / "daemon.log").read_text()
+            assert time.monotonic() < deadline, "the daemon never notified MyDNS"
+            time.sleep(0.1)
+        time.sleep(2.5)  # the log follower has started (at the end of the log)
+        yield
+    finally:
+        stop(proc, 15)
+        log.close()
+        print(f"--- daemon log ---\n{(workdir / 'daemon.log').read_text()}")

@@ -16,7 +16,6 @@ The daemon runs as root here (as the root oneshot would), with `bounce_hold` run
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import MASTER_ID, PASSWORD
+from tests.e2e.conftest import MASTER_ID, PASSWORD, running_daemon
 from tests.e2e.netlab import HOME_ADDRESS, HOME_IFNAME, ISP_ADDRESS, Lab
 from tests.e2e.postfix_home import HOSTNAME, MASTER_CF, HomePostfix
 from tests.e2e.relay_isp import RelayISP
@@ -117,30 +116,8 @@ def daemon(
 ) -> Iterator[Path]:
     workdir = e2e_workdir / "agent"
     workdir.mkdir()
-    config = write_config(workdir, relay, home_postfix)
-    log = (workdir / "daemon.log").open("w")
-    proc = lab.home.popen(
-        [sys.executable, "-m", "ddnsagent", "run", "--config", str(config)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while relay.notified() != [HOME_ADDRESS]:
-            assert proc.poll() is None, (workdir / "daemon.log").read_text()
-            assert time.monotonic() < deadline, "the daemon never notified MyDNS"
-            time.sleep(0.1)
-        time.sleep(2.5)  # the log follower has started (at the end of the log)
+    with running_daemon(lab, relay, workdir, write_config(workdir, relay, home_postfix)):
         yield workdir
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        print(f"--- daemon log ---\n{(workdir / 'daemon.log').read_text()}")
 
 
 def ddnsagent(workdir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

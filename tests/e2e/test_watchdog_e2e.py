@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import pytest
 
 from ddnsagent.relay.logparse import EventKind, parse_queue_json
 from ddnsagent.store import Relay, Store
-from tests.e2e.conftest import MASTER_ID, PASSWORD, RELAY_LIMIT
+from tests.e2e.conftest import MASTER_ID, PASSWORD, RELAY_LIMIT, running_daemon
 from tests.e2e.netlab import HOME_ADDRESS, HOME_IFNAME, ISP_ADDRESS, PREFIX_LEN, Lab
 from tests.e2e.postfix_home import HomePostfix
 from tests.e2e.relay_isp import RelayISP
@@ -106,30 +105,8 @@ def daemon(
 ) -> Iterator[Path]:
     workdir = e2e_workdir / "agent"
     workdir.mkdir()
-    config = write_config(workdir, relay, home_postfix)
-    log = (workdir / "daemon.log").open("w")
-    proc = lab.home.popen(
-        [sys.executable, "-m", "ddnsagent", "run", "--config", str(config)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while relay.notified() != [HOME_ADDRESS]:
-            assert proc.poll() is None, (workdir / "daemon.log").read_text()
-            assert time.monotonic() < deadline, "the daemon never notified MyDNS"
-            time.sleep(0.1)
-        time.sleep(2.5)  # the log follower has started (at the end of the log)
+    with running_daemon(lab, relay, workdir, write_config(workdir, relay, home_postfix)):
         yield workdir
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        print(f"--- daemon log ---\n{(workdir / 'daemon.log').read_text()}")
 
 
 def recovery(workdir: Path, timeout: float = 90) -> Relay:

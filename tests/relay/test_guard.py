@@ -10,6 +10,7 @@ FORMAT"): the null sender shows as `empty_address_recipient`, MAILER-DAEMON by d
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import time
@@ -336,15 +337,7 @@ def test_past_the_limit_the_daemon_asks_root_to_hold_and_says_so_once(
     world: Any, postfix_stubs: Path
 ) -> None:
     cfg, _dyn, maillog, tmp = world
-    hold = tmp / "hold"
-    hold.write_text(f"#!/bin/sh\necho run >> {tmp}/holds\n[ $# -eq 0 ]\n")
-    hold.chmod(0o755)
-    import dataclasses
-
-    relay = dataclasses.replace(
-        cfg.relay, bounce_limit=2, bounce_hold=(str(hold),), queue=("postqueue", "-j")
-    )
-    cfg = dataclasses.replace(cfg, relay=relay)
+    cfg = with_hold(cfg, tmp, "[ $# -eq 0 ]\n", bounce_limit=2, queue=("postqueue", "-j"))
     events = Events()
 
     async def scenario() -> None:
@@ -372,6 +365,16 @@ def test_past_the_limit_the_daemon_asks_root_to_hold_and_says_so_once(
     record = Store(cfg.agent.state_dir).load().guard
     assert record is not None and record.since is not None
     assert record.held == 1 and record.domains == ["forged.example"]
+
+
+def with_hold(cfg: Any, tmp: Path, then: str = "", **relay: Any) -> Any:
+    """`cfg` with `relay`'s [relay] settings and bounce_hold a script that notes each run in
+    tmp/holds, then runs `then`."""
+    hold = tmp / "hold"
+    hold.write_text(f"#!/bin/sh\necho run >> {tmp}/holds\n{then}")
+    hold.chmod(0o755)
+    changed = dataclasses.replace(cfg.relay, bounce_hold=(str(hold),), **relay)
+    return dataclasses.replace(cfg, relay=changed)
 
 
 def _lines(path: Path) -> int:
@@ -451,13 +454,7 @@ def test_bounces_list_and_release_from_the_command_line(
 
 def test_a_restart_inside_an_episode_does_not_notify_again(world: Any, postfix_stubs: Path) -> None:
     cfg, _dyn, maillog, tmp = world
-    import dataclasses
-
-    hold = tmp / "hold"
-    hold.write_text(f"#!/bin/sh\necho run >> {tmp}/holds\n")
-    hold.chmod(0o755)
-    relay = dataclasses.replace(cfg.relay, bounce_limit=1, bounce_hold=(str(hold),))
-    cfg = dataclasses.replace(cfg, relay=relay)
+    cfg = with_hold(cfg, tmp, bounce_limit=1)
     with Store(cfg.agent.state_dir).edit() as state:
         state.guard = Guard(since=time.time() - 60, time=time.time() - 60, notice="said")
     events = Events()

@@ -4,29 +4,24 @@ tests run the real polkitd and sudo (root needed, skipped without)."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.test_packaging import (
-    BUS_CONFIG,
     PACKAGING,
     SUDOERS,
     analyze,
     as_user,
-    needs_root,
+    check_polkit_rule,
+    polkit_judging,
     run,
     sections,
     sudoers_rules,
     tool,
     unit_settings,
-    wait_for,
 )
 from tests.test_packaging import throwaway_user as throwaway_user  # the fixture
 
@@ -139,103 +134,16 @@ def test_sudoers_allows_the_hold_and_refuses_the_rest(throwaway_user: tuple[str,
 
 
 def test_polkit_rule_names_exactly_the_user_the_unit_and_start() -> None:
-    text = HOLD_POLKIT.read_text()
-    conditions = re.findall(r'([\w.]+(?:\("\w+"\))?) === "([^"]+)"', text)
-    assert sorted(conditions) == sorted(
-        [
-            ("action.id", "org.freedesktop.systemd1.manage-units"),
-            ('action.lookup("unit")', "ddnsagent-bounce-hold.service"),
-            ('action.lookup("verb")', "start"),
-            ("subject.user", "ddnsagent"),
-        ]
-    )
-    assert text.count("polkit.Result.YES") == 1
-    assert "AUTH_" not in text
+    check_polkit_rule(HOLD_POLKIT, "ddnsagent-bounce-hold.service")
 
 
 def test_polkit_lets_the_user_start_the_hold_unit_and_nothing_else() -> None:
     """The real polkitd judges the shipped rule (user name substituted) on a private bus, as
     the reconnect's rule is judged in tests/test_packaging.py."""
-    needs_root()
-    polkitd = "/usr/lib/polkit-1/polkitd"
-    if not os.access(polkitd, os.X_OK):
-        pytest.skip("needs polkitd (Debian package polkitd)")
-    pkcheck = tool("pkcheck", "polkitd")
-    dbus_daemon, dbus_send = tool("dbus-daemon", "dbus-daemon"), tool("dbus-send", "dbus-bin")
-    useradd, userdel = tool("useradd", "passwd"), tool("userdel", "passwd")
-    busdir = Path(tempfile.mkdtemp(prefix="ddnsagent-bus-"))
-    busdir.chmod(0o755)
-    bus = busdir / "bus"
-    (busdir / "bus.conf").write_text(BUS_CONFIG.format(socket=bus))
-    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={bus}"}
-    name = f"ddnsagent-test-{uuid.uuid4().hex[:6]}"
-    rule = Path("/etc/polkit-1/rules.d") / f"49-{name}.rules"
-    started: list[subprocess.Popen[bytes]] = []
-    created = False
-    try:
-        assert run([useradd, "--system", "--no-create-home", name]).returncode == 0
-        created = True
-        text = HOLD_POLKIT.read_text().replace(
-            'subject.user === "ddnsagent"', f'subject.user === "{name}"'
-        )
-        assert name in text
-        rule.write_text(text)
-        started.append(
-            subprocess.Popen([dbus_daemon, f"--config-file={busdir / 'bus.conf'}", "--nofork"])
-        )
-        wait_for(bus.exists)
-        started.append(
-            subprocess.Popen(
-                [polkitd, "--no-debug"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        owner = [
-            dbus_send,
-            "--system",
-            "--print-reply",
-            "--dest=org.freedesktop.DBus",
-            "/org/freedesktop/DBus",
-            "org.freedesktop.DBus.NameHasOwner",
-            "string:org.freedesktop.PolicyKit1",
-        ]
-        wait_for(lambda: "boolean true" in run(owner, env=env).stdout)
-        subject = subprocess.Popen(
-            ["setpriv", f"--reuid={name}", f"--regid={name}", "--init-groups", "sleep", "60"]
-        )
-        started.append(subject)
-
-        def allowed(unit: str, verb: str) -> bool:
-            argv = [
-                pkcheck,
-                "--action-id",
-                "org.freedesktop.systemd1.manage-units",
-                "--process",
-                str(subject.pid),
-                "--detail",
-                "unit",
-                unit,
-                "--detail",
-                "verb",
-                verb,
-            ]
-            r = run(argv, env=env)
-            assert r.returncode in (0, 1, 2), r.stderr
-            return r.returncode == 0
-
-        wait_for(lambda: Path(f"/proc/{subject.pid}").stat().st_uid != 0)
-        assert allowed("ddnsagent-bounce-hold.service", "start")
-        assert not allowed("ddnsagent-bounce-hold.service", "stop")
-        assert not allowed("ddnsagent-bounce-hold.service", "restart")
-        assert not allowed("postfix.service", "start")
-        assert not allowed("ddnsagent-reconnect.service", "start")  # that is the other rule's
-    finally:
-        for proc in reversed(started):
-            proc.kill()
-            proc.wait()
-        rule.unlink(missing_ok=True)
-        if created:
-            run([userdel, name])
-        shutil.rmtree(busdir, ignore_errors=True)
+    with polkit_judging(HOLD_POLKIT) as polkit:
+        subject = polkit.subject
+        assert polkit.allowed(subject, "ddnsagent-bounce-hold.service", "start")
+        assert not polkit.allowed(subject, "ddnsagent-bounce-hold.service", "stop")
+        assert not polkit.allowed(subject, "ddnsagent-bounce-hold.service", "restart")
+        assert not polkit.allowed(subject, "postfix.service", "start")
+        assert not polkit.allowed(subject, "ddnsagent-reconnect.service", "start")  # the other's

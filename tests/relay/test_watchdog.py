@@ -13,6 +13,7 @@ from ddnsagent.relay.watch import RelayWatch
 from ddnsagent.schedule import refusal_to_reconnect
 from ddnsagent.store import Store
 from ddnsagent.sync import Agent, SyncOptions
+from tests.conftest import stop
 from tests.relay.conftest import RELAY, incident_line, runs, sent_line, wait
 
 
@@ -136,11 +137,7 @@ def test_reload_that_moves_the_mail_log_follows_the_new_one(world) -> None:  # t
             time.sleep(0.1)
         assert runs(tmp, "runs") == 1
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 10)
 
 
 def test_lines_the_follower_had_to_drop_are_reported_once(world, caplog) -> None:  # type: ignore[no-untyped-def]
